@@ -1,0 +1,29 @@
+//! kiln-stages: the `Stage` trait, dataset I/O and every built-in stage kind.
+//!
+//! A stage kind is one folder here and one line in [`registry::BUILTIN`]. It knows
+//! nothing about caching, ordering or the command line: it reads its inputs from the
+//! context it is handed, writes its outputs through it, and is deterministic given its
+//! parameters, inputs and seed.
+
+pub mod template;
+pub mod context;
+pub mod error;
+pub mod registry;
+pub mod schema;
+pub mod stage;
+pub mod table;
+
+pub mod chat_format;
+pub mod math_generate;
+pub mod pack;
+pub mod split;
+pub mod tokenize;
+pub mod tokenizer_train;
+
+pub use context::{NoProgress, Progress, Slot, StageContext};
+pub use error::{Result, StageError};
+pub use registry::Registry;
+pub use stage::{
+    Accepts, Artifact, ConfiguredStage, InputArtifacts, InputDecl, KindOf, OutputDecl, Stage,
+    StageKind, StageReport,
+};

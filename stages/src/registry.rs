@@ -1,0 +1,44 @@
+//! The registry of stage kinds: one ordered list, which also orders `kiln stages`.
+
+use crate::stage::{KindOf, StageKind};
+use crate::{chat_format, math_generate, pack, split, tokenize, tokenizer_train};
+
+/// The built-in kinds, in pipeline order.
+pub static BUILTIN: &[&dyn StageKind] = &[
+    &KindOf::<math_generate::MathGenerate>::new(),
+    &KindOf::<split::Split>::new(),
+    &KindOf::<chat_format::ChatFormat>::new(),
+    &KindOf::<tokenizer_train::TokenizerTrain>::new(),
+    &KindOf::<tokenize::Tokenize>::new(),
+    &KindOf::<pack::Pack>::new(),
+];
+
+/// The kinds a pipeline may use: the built-ins, plus any a program adds.
+#[derive(Clone)]
+pub struct Registry {
+    kinds: Vec<&'static dyn StageKind>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry { kinds: BUILTIN.to_vec() }
+    }
+}
+
+impl Registry {
+    /// Adds a kind (for example one defined outside this crate); a kind of the same name
+    /// is replaced.
+    pub fn with(mut self, kind: &'static dyn StageKind) -> Self {
+        self.kinds.retain(|k| k.kind() != kind.kind());
+        self.kinds.push(kind);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&'static dyn StageKind> {
+        self.kinds.iter().copied().find(|k| k.kind() == name)
+    }
+
+    pub fn kinds(&self) -> &[&'static dyn StageKind] {
+        &self.kinds
+    }
+}
