@@ -1,1 +1,5 @@
-fn main() {}
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    kiln::cli::main_with(std::env::args_os(), &kiln::Registry::default())
+}

@@ -55,7 +55,14 @@ impl<'a> StageContext<'a> {
         scratch: PathBuf,
         progress: &'a dyn Progress,
     ) -> Self {
-        StageContext { stage: stage.into(), seed, inputs, outputs, scratch, progress }
+        StageContext {
+            stage: stage.into(),
+            seed,
+            inputs,
+            outputs,
+            scratch,
+            progress,
+        }
     }
 
     pub fn progress(&self) -> &dyn Progress {

@@ -5,13 +5,14 @@
 //! context it is handed, writes its outputs through it, and is deterministic given its
 //! parameters, inputs and seed.
 
-pub mod template;
 pub mod context;
+pub mod device;
 pub mod error;
 pub mod registry;
 pub mod schema;
 pub mod stage;
 pub mod table;
+pub mod template;
 
 pub mod chat_format;
 pub mod math_generate;

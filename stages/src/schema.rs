@@ -66,10 +66,18 @@ impl TableSchema {
                 let ty = ColumnType::parse(&f.ty).map_err(|e| {
                     StageError::Internal(format!("{origin}: field `{}`: {e}", f.name))
                 })?;
-                Ok(Column { name: f.name, ty, about: f.about })
+                Ok(Column {
+                    name: f.name,
+                    ty,
+                    about: f.about,
+                })
             })
             .collect::<Result<_, StageError>>()?;
-        Ok(TableSchema { name: file.name, about: file.about, columns })
+        Ok(TableSchema {
+            name: file.name,
+            about: file.about,
+            columns,
+        })
     }
 
     pub fn column(&self, name: &str) -> Option<&Column> {
@@ -87,7 +95,10 @@ impl TableSchema {
 
     /// One line per column, `name: type`, as printed by `kiln inspect` and hashed into keys.
     pub fn describe(&self) -> String {
-        self.columns.iter().map(|c| format!("{}: {}\n", c.name, c.ty)).collect()
+        self.columns
+            .iter()
+            .map(|c| format!("{}: {}\n", c.name, c.ty))
+            .collect()
     }
 }
 
@@ -101,7 +112,10 @@ impl ColumnType {
         let mut parser = TypeParser { text: body, pos: 0 };
         let data = parser.data_type()?;
         if parser.pos != body.len() {
-            return Err(format!("unexpected `{}` in type `{text}`", &body[parser.pos..]));
+            return Err(format!(
+                "unexpected `{}` in type `{text}`",
+                &body[parser.pos..]
+            ));
         }
         Ok(ColumnType { data, nullable })
     }
@@ -109,7 +123,12 @@ impl ColumnType {
 
 impl fmt::Display for ColumnType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", type_name(&self.data), if self.nullable { "?" } else { "" })
+        write!(
+            f,
+            "{}{}",
+            type_name(&self.data),
+            if self.nullable { "?" } else { "" }
+        )
     }
 }
 
@@ -247,7 +266,14 @@ pub mod standard {
 
     /// Every standard schema, for `kiln schema` listings and conformance tests.
     pub fn all() -> Vec<&'static TableSchema> {
-        vec![problems(), chats(), tokens(), packed(), train_metrics(), predictions()]
+        vec![
+            problems(),
+            chats(),
+            tokens(),
+            packed(),
+            train_metrics(),
+            predictions(),
+        ]
     }
 }
 
@@ -281,7 +307,17 @@ mod tests {
     #[test]
     fn every_standard_schema_parses() {
         let names: Vec<_> = standard::all().iter().map(|s| s.name.clone()).collect();
-        assert_eq!(names, ["problems", "chats", "tokens", "packed", "train_metrics", "predictions"]);
+        assert_eq!(
+            names,
+            [
+                "problems",
+                "chats",
+                "tokens",
+                "packed",
+                "train_metrics",
+                "predictions"
+            ]
+        );
         assert!(standard::packed().column("seq_lens").is_some());
     }
 }

@@ -59,17 +59,20 @@ impl Accepts {
                     let want = ColumnType::parse(ty).expect("declared column types parse");
                     match schema.column(name) {
                         None => problems.push(format!("no column `{name}` ({ty})")),
-                        Some(col) if col.ty.data != want.data => problems.push(format!(
-                            "column `{name}` is {}, not {ty}",
-                            col.ty
-                        )),
+                        Some(col) if col.ty.data != want.data => {
+                            problems.push(format!("column `{name}` is {}, not {ty}", col.ty))
+                        }
                         Some(_) => {}
                     }
                 }
                 if problems.is_empty() {
                     Ok(())
                 } else {
-                    Err(format!("its table `{}` has {}", schema.name, problems.join(", ")))
+                    Err(format!(
+                        "its table `{}` has {}",
+                        schema.name,
+                        problems.join(", ")
+                    ))
                 }
             }
             (Accepts::Files(want), Artifact::Files(have)) if want == have => Ok(()),
@@ -95,10 +98,16 @@ pub struct OutputDecl {
 
 impl OutputDecl {
     pub fn table(name: &'static str, schema: &TableSchema) -> Self {
-        OutputDecl { name, artifact: Artifact::Table(schema.clone()) }
+        OutputDecl {
+            name,
+            artifact: Artifact::Table(schema.clone()),
+        }
     }
     pub fn files(name: &'static str, kind: &'static str) -> Self {
-        OutputDecl { name, artifact: Artifact::Files(kind) }
+        OutputDecl {
+            name,
+            artifact: Artifact::Files(kind),
+        }
     }
 }
 
@@ -115,7 +124,10 @@ pub struct StageReport {
 
 impl StageReport {
     pub fn metric(mut self, name: &str, value: impl Serialize) -> Self {
-        self.metrics.insert(name.into(), serde_json::to_value(value).expect("metrics serialize"));
+        self.metrics.insert(
+            name.into(),
+            serde_json::to_value(value).expect("metrics serialize"),
+        );
         self
     }
     pub fn summary(mut self, line: impl Into<String>) -> Self {

@@ -46,7 +46,12 @@ impl TableWriter {
             .build();
         let arrow_schema = schema.arrow();
         let writer = ArrowWriter::try_new(file, arrow_schema.clone(), Some(props))?;
-        Ok(TableWriter { schema: arrow_schema, path, writer, rows: 0 })
+        Ok(TableWriter {
+            schema: arrow_schema,
+            path,
+            writer,
+            rows: 0,
+        })
     }
 
     pub fn schema(&self) -> &Arc<Schema> {
@@ -248,12 +253,14 @@ pub mod build {
             for record in row {
                 for (i, value) in record.iter().enumerate() {
                     match value {
-                        Value::Str(s) => {
-                            structs.field_builder::<StringBuilder>(i).expect("string field").append_value(s)
-                        }
-                        Value::I32(v) => {
-                            structs.field_builder::<Int32Builder>(i).expect("int32 field").append_value(*v)
-                        }
+                        Value::Str(s) => structs
+                            .field_builder::<StringBuilder>(i)
+                            .expect("string field")
+                            .append_value(s),
+                        Value::I32(v) => structs
+                            .field_builder::<Int32Builder>(i)
+                            .expect("int32 field")
+                            .append_value(*v),
                     }
                 }
                 structs.append(true);

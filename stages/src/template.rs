@@ -30,7 +30,10 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: &str, content: &str) -> Self {
-        Message { role: role.into(), content: content.into() }
+        Message {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 }
 
@@ -71,7 +74,11 @@ impl Template {
             let start = text.len();
             text.push_str(&m.content);
             text.push_str(IM_END);
-            turns.push(Turn { role: &m.role, start, end: text.len() });
+            turns.push(Turn {
+                role: &m.role,
+                start,
+                end: text.len(),
+            });
             text.push('\n');
         }
         Rendered { text, turns }

@@ -130,13 +130,20 @@ impl Stage for MathGenerate {
         let mut start = 0;
         while start < params.count {
             let end = (start + CHUNK).min(params.count);
-            let problems: Vec<Problem> =
-                (start..end).map(|id| generate(params, ctx.seed, id)).collect();
+            let problems: Vec<Problem> = (start..end)
+                .map(|id| generate(params, ctx.seed, id))
+                .collect();
             let columns: Vec<ArrayRef> = vec![
                 Arc::new(Int64Array::from_iter_values((start..end).map(|i| i as i64))),
-                Arc::new(StringArray::from_iter_values(problems.iter().map(|p| p.family.name()))),
-                Arc::new(StringArray::from_iter_values(problems.iter().map(|p| &p.question))),
-                Arc::new(StringArray::from_iter_values(problems.iter().map(|p| &p.solution))),
+                Arc::new(StringArray::from_iter_values(
+                    problems.iter().map(|p| p.family.name()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    problems.iter().map(|p| &p.question),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    problems.iter().map(|p| &p.solution),
+                )),
                 Arc::new(StringArray::from_iter_values(
                     problems.iter().map(|p| p.answer.to_string()),
                 )),
@@ -146,7 +153,9 @@ impl Stage for MathGenerate {
             start = end;
         }
         let rows = writer.finish()?;
-        Ok(StageReport::default().metric("problems", rows).summary(format!("{rows} problems")))
+        Ok(StageReport::default()
+            .metric("problems", rows)
+            .summary(format!("{rows} problems")))
     }
 }
 
@@ -155,7 +164,10 @@ pub fn generate(params: &Params, seed: u64, id: u64) -> Problem {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(id);
     let family = params.families[(id % params.families.len() as u64) as usize];
-    let mut draw = Draw { rng: &mut rng, digits: params.digits };
+    let mut draw = Draw {
+        rng: &mut rng,
+        digits: params.digits,
+    };
     let (question, chain) = match family {
         Family::Add => draw.arithmetic(Op::Add),
         Family::Sub => draw.arithmetic(Op::Sub),
@@ -175,7 +187,12 @@ pub fn generate(params: &Params, seed: u64, id: u64) -> Problem {
         solution.push('\n');
     }
     solution.push_str(&format!("#### {answer}"));
-    Problem { family, question, solution, answer }
+    Problem {
+        family,
+        question,
+        solution,
+        answer,
+    }
 }
 
 /// One computation of a solution, with the sentence that states it (`{}` stands for the
@@ -192,7 +209,13 @@ pub struct Step {
 impl Step {
     fn new(a: u64, op: Op, b: u64) -> Self {
         let result = op.apply(a, b).expect("drawn operations are exact");
-        Step { a, op, b, result, sentence: "{}".into() }
+        Step {
+            a,
+            op,
+            b,
+            result,
+            sentence: "{}".into(),
+        }
     }
 
     /// The same step stated by a sentence with `{}` where the annotation goes.
@@ -221,7 +244,11 @@ impl Draw<'_> {
     }
 
     fn of_length(&mut self, len: u32, min_one: u64) -> u64 {
-        let lo = if len == 1 { min_one } else { 10u64.pow(len - 1) };
+        let lo = if len == 1 {
+            min_one
+        } else {
+            10u64.pow(len - 1)
+        };
         self.rng.random_range(lo..10u64.pow(len))
     }
 
@@ -302,7 +329,9 @@ impl Draw<'_> {
                 "Find the quotient of {a} and {b}.",
             ]),
         };
-        let question = question.replace("{a}", &a.to_string()).replace("{b}", &b.to_string());
+        let question = question
+            .replace("{a}", &a.to_string())
+            .replace("{b}", &b.to_string());
         (question, vec![Step::new(a, op, b)])
     }
 
@@ -357,7 +386,10 @@ mod tests {
     use super::*;
 
     fn params(count: u64) -> Params {
-        Params { count, ..Params::default() }
+        Params {
+            count,
+            ..Params::default()
+        }
     }
 
     #[test]
@@ -390,8 +422,10 @@ mod tests {
                 let inner = &rest[start + 2..end];
                 let (expr, value) = inner.split_once('=').unwrap();
                 let op_at = expr.find(['+', '-', '*', '/']).unwrap();
-                let (a, b): (u64, u64) =
-                    (expr[..op_at].parse().unwrap(), expr[op_at + 1..].parse().unwrap());
+                let (a, b): (u64, u64) = (
+                    expr[..op_at].parse().unwrap(),
+                    expr[op_at + 1..].parse().unwrap(),
+                );
                 let op = match &expr[op_at..op_at + 1] {
                     "+" => Op::Add,
                     "-" => Op::Sub,
@@ -409,7 +443,10 @@ mod tests {
 
     #[test]
     fn operands_stay_in_the_digit_range() {
-        let p = Params { families: vec![Family::Add, Family::Div], ..params(2000) };
+        let p = Params {
+            families: vec![Family::Add, Family::Div],
+            ..params(2000)
+        };
         let mut longest = 0;
         for id in 0..2000 {
             let problem = generate(&p, 5, id);
@@ -427,12 +464,21 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_named() {
-        let bad = Params { digits: [3, 1], ..Params::default() };
+        let bad = Params {
+            digits: [3, 1],
+            ..Params::default()
+        };
         match MathGenerate::check(&bad) {
             Err(StageError::Param { path, .. }) => assert_eq!(path, "digits"),
             other => panic!("{other:?}"),
         }
-        let empty = Params { families: vec![], ..Params::default() };
-        assert!(matches!(MathGenerate::check(&empty), Err(StageError::Param { .. })));
+        let empty = Params {
+            families: vec![],
+            ..Params::default()
+        };
+        assert!(matches!(
+            MathGenerate::check(&empty),
+            Err(StageError::Param { .. })
+        ));
     }
 }

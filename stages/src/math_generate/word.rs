@@ -16,11 +16,17 @@ const NAMES: &[(&str, &str)] = &[
     ("Nadia", "She"),
 ];
 
-const ITEMS: &[&str] =
-    &["apples", "marbles", "stickers", "books", "coins", "pencils", "cookies", "cards", "shells"];
+const ITEMS: &[&str] = &[
+    "apples", "marbles", "stickers", "books", "coins", "pencils", "cookies", "cards", "shells",
+];
 
-const CONTAINERS: &[(&str, &str)] =
-    &[("box", "boxes"), ("bag", "bags"), ("pack", "packs"), ("jar", "jars"), ("crate", "crates")];
+const CONTAINERS: &[(&str, &str)] = &[
+    ("box", "boxes"),
+    ("bag", "bags"),
+    ("pack", "packs"),
+    ("jar", "jars"),
+    ("crate", "crates"),
+];
 
 /// Fills `{n}` (name), `{p}` (pronoun), `{i}` (items), `{c}`/`{cs}` (container, plural)
 /// and the numbers `{a}`, `{b}`, `{x}`.
@@ -51,49 +57,74 @@ pub fn problem(draw: &mut Draw) -> (String, Vec<Step>) {
     let &(name, pronoun) = draw.pick(NAMES);
     let items = *draw.pick(ITEMS);
     let container = *draw.pick(CONTAINERS);
-    let story = Story { name, pronoun, items, container };
+    let story = Story {
+        name,
+        pronoun,
+        items,
+        container,
+    };
     let kind = draw.rng_index(6);
     match kind {
-        0 => one_step(draw, &story, Op::Add, &[
-            (
-                "{n} has {a} {i}. {p} buys {b} more {i}. How many {i} does {n} have now?",
-                "{n} has {} {i} now.",
-            ),
-            (
-                "{n} collected {a} {i} on Monday and {b} {i} on Tuesday. How many {i} did {n} collect in all?",
-                "{n} collected {} {i} in all.",
-            ),
-        ]),
-        1 => one_step(draw, &story, Op::Sub, &[
-            (
-                "{n} had {a} {i} and gave {b} of them to a friend. How many {i} does {n} have left?",
-                "{n} has {} {i} left.",
-            ),
-            (
-                "A shop had {a} {i}. It sold {b} of them. How many {i} are left in the shop?",
-                "The shop has {} {i} left.",
-            ),
-        ]),
-        2 => one_step(draw, &story, Op::Mul, &[
-            (
-                "{n} buys {a} {cs} of {i}. Each {c} holds {b} {i}. How many {i} does {n} buy?",
-                "{n} buys {} {i}.",
-            ),
-            (
-                "There are {a} {cs} with {b} {i} in each. How many {i} are there in total?",
-                "There are {} {i} in total.",
-            ),
-        ]),
-        3 => one_step(draw, &story, Op::Div, &[
-            (
-                "{n} has {a} {i} and puts them equally into {b} {cs}. How many {i} are in each {c}?",
-                "Each {c} has {} {i}.",
-            ),
-            (
-                "{n} shares {a} {i} equally among {b} friends. How many {i} does each friend get?",
-                "Each friend gets {} {i}.",
-            ),
-        ]),
+        0 => one_step(
+            draw,
+            &story,
+            Op::Add,
+            &[
+                (
+                    "{n} has {a} {i}. {p} buys {b} more {i}. How many {i} does {n} have now?",
+                    "{n} has {} {i} now.",
+                ),
+                (
+                    "{n} collected {a} {i} on Monday and {b} {i} on Tuesday. How many {i} did {n} collect in all?",
+                    "{n} collected {} {i} in all.",
+                ),
+            ],
+        ),
+        1 => one_step(
+            draw,
+            &story,
+            Op::Sub,
+            &[
+                (
+                    "{n} had {a} {i} and gave {b} of them to a friend. How many {i} does {n} have left?",
+                    "{n} has {} {i} left.",
+                ),
+                (
+                    "A shop had {a} {i}. It sold {b} of them. How many {i} are left in the shop?",
+                    "The shop has {} {i} left.",
+                ),
+            ],
+        ),
+        2 => one_step(
+            draw,
+            &story,
+            Op::Mul,
+            &[
+                (
+                    "{n} buys {a} {cs} of {i}. Each {c} holds {b} {i}. How many {i} does {n} buy?",
+                    "{n} buys {} {i}.",
+                ),
+                (
+                    "There are {a} {cs} with {b} {i} in each. How many {i} are there in total?",
+                    "There are {} {i} in total.",
+                ),
+            ],
+        ),
+        3 => one_step(
+            draw,
+            &story,
+            Op::Div,
+            &[
+                (
+                    "{n} has {a} {i} and puts them equally into {b} {cs}. How many {i} are in each {c}?",
+                    "Each {c} has {} {i}.",
+                ),
+                (
+                    "{n} shares {a} {i} equally among {b} friends. How many {i} does each friend get?",
+                    "Each friend gets {} {i}.",
+                ),
+            ],
+        ),
         4 => {
             // buys some, then gives some away: a + b - x
             let (a, b) = draw.operands(Op::Add);

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-use tokenizers::models::bpe::{BPE, BpeTrainer};
 use tokenizers::models::TrainerWrapper;
+use tokenizers::models::bpe::{BPE, BpeTrainer};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
@@ -62,7 +62,11 @@ impl Stage for TokenizerTrain {
         "train a byte-level BPE tokenizer (digits split singly, chat special tokens)";
 
     fn inputs() -> &'static [InputDecl] {
-        &[InputDecl { name: "data", accepts: Accepts::Table(&[]), about: "a table with a text column" }]
+        &[InputDecl {
+            name: "data",
+            accepts: Accepts::Table(&[]),
+            about: "a table with a text column",
+        }]
     }
 
     fn check(params: &Params) -> Result<()> {
@@ -81,7 +85,10 @@ impl Stage for TokenizerTrain {
             if schema.column(&params.column).is_none() {
                 return Err(StageError::param(
                     "column",
-                    format!("the input table `{}` has no column `{}`", schema.name, params.column),
+                    format!(
+                        "the input table `{}` has no column `{}`",
+                        schema.name, params.column
+                    ),
                 ));
             }
         }
@@ -119,10 +126,16 @@ pub fn train(params: &Params, texts: &[String]) -> Result<Tokenizer> {
     let mut tokenizer = Tokenizer::new(BPE::default());
     tokenizer.with_pre_tokenizer(Some(Sequence::new(pre)));
     tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
-    let special: Vec<AddedToken> =
-        params.template.special_tokens().iter().map(|t| AddedToken::from(*t, true)).collect();
+    let special: Vec<AddedToken> = params
+        .template
+        .special_tokens()
+        .iter()
+        .map(|t| AddedToken::from(*t, true))
+        .collect();
     // Added before training, so the trainer never sees their characters as text.
-    tokenizer.add_special_tokens(special.clone()).map_err(tok_err)?;
+    tokenizer
+        .add_special_tokens(special.clone())
+        .map_err(tok_err)?;
     let mut trainer: TrainerWrapper = BpeTrainer::builder()
         .vocab_size(params.vocab_size)
         .min_frequency(params.min_frequency)
@@ -131,7 +144,9 @@ pub fn train(params: &Params, texts: &[String]) -> Result<Tokenizer> {
         .show_progress(false)
         .build()
         .into();
-    tokenizer.train(&mut trainer, texts.iter()).map_err(tok_err)?;
+    tokenizer
+        .train(&mut trainer, texts.iter())
+        .map_err(tok_err)?;
     Ok(tokenizer)
 }
 
@@ -144,7 +159,8 @@ pub fn save(tokenizer: &Tokenizer, dir: &Path) -> Result<()> {
 /// Loads a tokenizer artifact.
 pub fn load(dir: &Path) -> Result<Tokenizer> {
     let path = dir.join(TOKENIZER_FILE);
-    Tokenizer::from_file(&path).map_err(|e| StageError::Tokenizer(format!("{}: {e}", path.display())))
+    Tokenizer::from_file(&path)
+        .map_err(|e| StageError::Tokenizer(format!("{}: {e}", path.display())))
 }
 
 pub(crate) fn tok_err(e: tokenizers::Error) -> StageError {
@@ -170,12 +186,17 @@ mod tests {
 
     #[test]
     fn digits_are_single_tokens_and_specials_come_first() {
-        let params = Params { vocab_size: 300, ..Params::default() };
+        let params = Params {
+            vocab_size: 300,
+            ..Params::default()
+        };
         let tok = train(&params, &corpus()).unwrap();
         assert_eq!(tok.token_to_id("<|endoftext|>"), Some(0));
         assert_eq!(tok.token_to_id("<|im_start|>"), Some(1));
         assert_eq!(tok.token_to_id("<|im_end|>"), Some(2));
-        let enc = tok.encode("<|im_start|>user\n1234 + 56<|im_end|>", false).unwrap();
+        let enc = tok
+            .encode("<|im_start|>user\n1234 + 56<|im_end|>", false)
+            .unwrap();
         let tokens = enc.get_tokens();
         assert_eq!(tokens[0], "<|im_start|>");
         assert_eq!(tokens.last().unwrap(), "<|im_end|>");
@@ -191,7 +212,10 @@ mod tests {
 
     #[test]
     fn training_twice_gives_the_same_bytes() {
-        let params = Params { vocab_size: 320, ..Params::default() };
+        let params = Params {
+            vocab_size: 320,
+            ..Params::default()
+        };
         let a = train(&params, &corpus()).unwrap().to_string(false).unwrap();
         let b = train(&params, &corpus()).unwrap().to_string(false).unwrap();
         assert_eq!(a, b);
@@ -199,7 +223,12 @@ mod tests {
 
     #[test]
     fn a_vocabulary_smaller_than_the_bytes_is_named() {
-        let params = Params { vocab_size: 100, ..Params::default() };
-        assert!(matches!(TokenizerTrain::check(&params), Err(StageError::Param { path, .. }) if path == "vocab_size"));
+        let params = Params {
+            vocab_size: 100,
+            ..Params::default()
+        };
+        assert!(
+            matches!(TokenizerTrain::check(&params), Err(StageError::Param { path, .. }) if path == "vocab_size")
+        );
     }
 }

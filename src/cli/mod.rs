@@ -1,0 +1,454 @@
+//! The command line: `kiln run | plan | inspect | runs | show | stages`.
+//!
+//! `main` parses, calls [`main_with`], and exits with its status: 0 success, 1 a stage
+//! failed (or a requested artifact is missing), 2 a usage or spec error.
+
+mod inspect;
+mod reporter;
+mod text_table;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exec::{self, ExecError, Selection, Status};
+use crate::plan::Plan;
+use crate::runs::{self, Manifest, StageStatus};
+use crate::store::Store;
+use crate::{Registry, load_plan};
+use reporter::Terminal;
+use text_table::TextTable;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Declarative, cached, reproducible SFT pipelines"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a pipeline: every stage whose key is not cached is computed.
+    Run(RunArgs),
+    /// Show which stages are cached and which will run, and why.
+    Plan(PipelineArgs),
+    /// Show a cached stage output: schema, rows and the first rows.
+    Inspect(InspectArgs),
+    /// List recorded runs, newest first.
+    Runs(StoreArgs),
+    /// Show one recorded run.
+    Show(ShowArgs),
+    /// List the stage kinds with their inputs and parameters.
+    Stages,
+}
+
+#[derive(Args, Debug)]
+struct StoreArgs {
+    /// Directory whose `.kiln/` holds the cache and runs [default: $KILN_HOME, else .]
+    #[arg(long, global = true)]
+    workdir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct PipelineArgs {
+    /// The pipeline file.
+    pipeline: PathBuf,
+    /// Override a value: `stage.with.key=value`, `seed=7` (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// Run only this stage (repeatable); its inputs must be cached.
+    #[arg(long, value_name = "STAGE")]
+    only: Vec<String>,
+    /// Run this stage and everything downstream of it.
+    #[arg(long, value_name = "STAGE")]
+    from: Option<String>,
+    /// Run this stage and everything upstream of it.
+    #[arg(long, value_name = "STAGE")]
+    until: Option<String>,
+    /// Recompute this stage even if cached (repeatable).
+    #[arg(long, value_name = "STAGE")]
+    force: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct InspectArgs {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// The stage, or `stage.output`.
+    stage: String,
+    /// How many rows to show.
+    #[arg(long, default_value_t = 5)]
+    rows: usize,
+}
+
+#[derive(Args, Debug)]
+struct ShowArgs {
+    /// A run id (or a unique prefix of one), or `last`.
+    run: String,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// The failure of a command, with its exit status.
+pub struct Failure {
+    pub status: u8,
+    pub message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            status: 2,
+            message: message.into(),
+        }
+    }
+    fn failed(message: impl Into<String>) -> Self {
+        Failure {
+            status: 1,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses arguments, runs the command and returns the exit code.
+pub fn main_with(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    registry: &Registry,
+) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match dispatch(cli, registry) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprint!("{}", f.message);
+            if !f.message.ends_with('\n') {
+                eprintln!();
+            }
+            ExitCode::from(f.status)
+        }
+    }
+}
+
+fn dispatch(cli: Cli, registry: &Registry) -> Result<(), Failure> {
+    match cli.command {
+        Command::Run(args) => run(args, registry),
+        Command::Plan(args) => plan(args, registry),
+        Command::Inspect(args) => {
+            let plan = plan_of(&args.pipeline, registry)?;
+            let store = store_of(&args.pipeline.store);
+            let text = inspect::inspect(&plan, &store, &args.stage, args.rows)?;
+            print(&text);
+            Ok(())
+        }
+        Command::Runs(args) => {
+            print(&list_runs(&store_of(&args)));
+            Ok(())
+        }
+        Command::Show(args) => {
+            let store = store_of(&args.store);
+            print(&show_run(&store, &args.run)?);
+            Ok(())
+        }
+        Command::Stages => {
+            print(&describe_stages(registry));
+            Ok(())
+        }
+    }
+}
+
+fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+fn store_of(args: &StoreArgs) -> Store {
+    let root = match (&args.workdir, std::env::var_os("KILN_HOME")) {
+        (Some(dir), _) => dir.join(".kiln"),
+        (None, Some(home)) => PathBuf::from(home),
+        (None, None) => PathBuf::from(".kiln"),
+    };
+    Store::new(root)
+}
+
+fn plan_of(args: &PipelineArgs, registry: &Registry) -> Result<Plan, Failure> {
+    load_plan(&args.pipeline, &args.set, registry).map_err(|d| Failure::usage(d.render()))
+}
+
+fn run(args: RunArgs, registry: &Registry) -> Result<(), Failure> {
+    let started = Instant::now();
+    let plan = plan_of(&args.pipeline, registry)?;
+    let store = store_of(&args.pipeline.store);
+    let selection = Selection {
+        only: args.only,
+        from: args.from,
+        until: args.until,
+        force: args.force,
+    };
+    let reporter = Terminal::new();
+    let result = exec::run(&plan, &store, &selection, &reporter);
+    drop(reporter);
+    let (manifest, error) = match result {
+        Ok(m) => (m, None),
+        Err((_, ExecError::Usage(message))) => {
+            return Err(Failure::usage(format!("error: {message}")));
+        }
+        Err((m, e)) => (m, Some(e)),
+    };
+    print(&run_summary(&manifest, started.elapsed().as_secs_f64()));
+    match error {
+        None => Ok(()),
+        Some(e) => Err(Failure::failed(format!("error: {e}"))),
+    }
+}
+
+/// The end-of-run table: per stage cached or ran and its time, then the headline lines.
+fn run_summary(manifest: &Manifest, seconds: f64) -> String {
+    let mut table = TextTable::new(&["stage", "kind", "status", "time", "result"]);
+    for s in &manifest.stages {
+        let time = if s.status == StageStatus::Ran || s.status == StageStatus::Failed {
+            format!("{:.1}s", s.duration_s)
+        } else {
+            String::new()
+        };
+        let result = match s.status {
+            StageStatus::Failed => s
+                .error
+                .clone()
+                .unwrap_or_default()
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string(),
+            _ => s.summary.clone().unwrap_or_default(),
+        };
+        table.row(vec![
+            s.name.clone(),
+            s.kind.clone(),
+            s.status.word().into(),
+            time,
+            result,
+        ]);
+    }
+    let ran = manifest
+        .stages
+        .iter()
+        .filter(|s| s.status == StageStatus::Ran)
+        .count();
+    let cached = manifest
+        .stages
+        .iter()
+        .filter(|s| s.status == StageStatus::Cached)
+        .count();
+    format!(
+        "\n{}\nrun {}: {} stages, {ran} ran, {cached} cached, {seconds:.2}s\n",
+        table.render(),
+        manifest.id,
+        manifest.stages.len()
+    )
+}
+
+fn plan(args: PipelineArgs, registry: &Registry) -> Result<(), Failure> {
+    let plan = plan_of(&args, registry)?;
+    let store = store_of(&args.store);
+    let mut table = TextTable::new(&["stage", "kind", "status", "why"]);
+    for (stage, status) in plan.stages.iter().zip(exec::status(&plan, &store, &[])) {
+        let (word, why) = match status {
+            Status::Cached { key, .. } => ("cached", format!("key {}", &key[..12])),
+            Status::WillRun { reason, .. } => ("will run", reason),
+        };
+        table.row(vec![
+            stage.name.clone(),
+            stage.kind.kind().into(),
+            word.into(),
+            why,
+        ]);
+    }
+    print(&table.render());
+    Ok(())
+}
+
+fn list_runs(store: &Store) -> String {
+    let runs_dir = store.runs_dir();
+    let ids = runs::list(&runs_dir);
+    if ids.is_empty() {
+        return format!("no runs recorded in {}\n", store.root().display());
+    }
+    let mut table = TextTable::new(&["run", "pipeline", "status", "ran", "cached", "time"]);
+    for id in ids {
+        let Ok(m) = Manifest::load(&runs_dir, &id) else {
+            continue;
+        };
+        let count = |st| {
+            m.stages
+                .iter()
+                .filter(|s| s.status == st)
+                .count()
+                .to_string()
+        };
+        let time: f64 = m.stages.iter().map(|s| s.duration_s).sum();
+        table.row(vec![
+            m.id.clone(),
+            m.pipeline.name.clone(),
+            format!("{:?}", m.status).to_lowercase(),
+            count(StageStatus::Ran),
+            count(StageStatus::Cached),
+            format!("{time:.1}s"),
+        ]);
+    }
+    table.render()
+}
+
+fn find_run(store: &Store, wanted: &str) -> Result<Manifest, Failure> {
+    let runs_dir = store.runs_dir();
+    let ids = runs::list(&runs_dir);
+    let matches: Vec<&String> = if wanted == "last" {
+        ids.iter().take(1).collect()
+    } else {
+        ids.iter().filter(|id| id.starts_with(wanted)).collect()
+    };
+    match matches.as_slice() {
+        [one] => Manifest::load(&runs_dir, one)
+            .map_err(|e| Failure::failed(format!("error: run `{one}`: {e}"))),
+        [] => Err(Failure::usage(format!(
+            "error: no run `{wanted}` in {} (see `kiln runs`)",
+            runs_dir.display()
+        ))),
+        many => Err(Failure::usage(format!(
+            "error: `{wanted}` matches {} runs: {}",
+            many.len(),
+            many.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+fn show_run(store: &Store, wanted: &str) -> Result<String, Failure> {
+    let m = find_run(store, wanted)?;
+    let mut out = format!(
+        "run {}\npipeline {} ({})\nstatus {}\nstarted {}  finished {}\nkiln {}  device {}\n",
+        m.id,
+        m.pipeline.name,
+        m.pipeline.path,
+        format!("{:?}", m.status).to_lowercase(),
+        m.started,
+        m.finished.clone().unwrap_or_else(|| "-".into()),
+        m.kiln_version,
+        m.device
+    );
+    if !m.overrides.is_empty() {
+        out.push_str(&format!("overrides {}\n", m.overrides.join(" ")));
+    }
+    let mut table = TextTable::new(&["stage", "kind", "status", "time", "key", "result"]);
+    for s in &m.stages {
+        table.row(vec![
+            s.name.clone(),
+            s.kind.clone(),
+            s.status.word().into(),
+            format!("{:.1}s", s.duration_s),
+            s.key
+                .clone()
+                .map(|k| k[..12].to_string())
+                .unwrap_or_default(),
+            s.error
+                .clone()
+                .or_else(|| s.summary.clone())
+                .unwrap_or_default(),
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&table.render());
+    for s in &m.stages {
+        if s.metrics.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("\n{} metrics:\n", s.name));
+        for (k, v) in &s.metrics {
+            out.push_str(&format!("  {k}: {}\n", compact(v)));
+        }
+    }
+    Ok(out)
+}
+
+fn compact(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(0.0);
+            if f.abs() >= 1000.0 || f == 0.0 {
+                format!("{f:.1}")
+            } else {
+                format!("{f:.4}")
+            }
+        }
+        serde_json::Value::Object(map) => {
+            let parts: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{k} {}", compact(v)))
+                .collect();
+            parts.join(", ")
+        }
+        other => other.to_string(),
+    }
+}
+
+fn describe_stages(registry: &Registry) -> String {
+    let mut out = String::new();
+    for kind in registry.kinds() {
+        out.push_str(&format!(
+            "{} (v{})\n  {}\n",
+            kind.kind(),
+            kind.version(),
+            kind.about()
+        ));
+        for input in kind.inputs() {
+            let accepts = match &input.accepts {
+                kiln_stages::Accepts::Table(cols) if cols.is_empty() => "any table".to_string(),
+                kiln_stages::Accepts::Table(cols) => {
+                    format!(
+                        "table with {}",
+                        cols.iter()
+                            .map(|(n, t)| format!("{n}: {t}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+                kiln_stages::Accepts::Files(kind) => format!("a {kind}"),
+            };
+            out.push_str(&format!(
+                "  input {}: {accepts} — {}\n",
+                input.name, input.about
+            ));
+        }
+        let defaults = serde_yaml::to_string(&kind.default_params()).unwrap_or_default();
+        if defaults.trim() != "{}" {
+            out.push_str("  with:\n");
+            for line in defaults.lines() {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,556 @@
+//! The executor: runs a plan's stages in order, each either found in the cache by its
+//! key or computed into a fresh entry, and records the run.
+//!
+//! A stage's key needs the content digests of its inputs, which are known once its
+//! upstream stages are cached; `status` computes what it can from `meta.json` files
+//! alone (no artifact data is read), which is all a no-op run or `kiln plan` costs.
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+use kiln_stages::context::{Progress, Slot, StageContext};
+use kiln_stages::stage::Artifact;
+use kiln_stages::table::TableReader;
+
+use crate::plan::key::{first_difference, key_inputs, key_of};
+use crate::plan::{Plan, PlannedStage};
+use crate::runs::{self, Manifest, PipelineRecord, RunStatus, StageRecord, StageStatus};
+use crate::store::{EntryMeta, OutputMeta, Store, describe_output};
+
+/// Which stages a run computes.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only these stages (their inputs must be cached).
+    pub only: Vec<String>,
+    /// This stage and everything downstream of it.
+    pub from: Option<String>,
+    /// This stage and everything upstream of it.
+    pub until: Option<String>,
+    /// Recompute these even if cached.
+    pub force: Vec<String>,
+}
+
+/// What `status` knows about a stage before running anything.
+#[derive(Debug, Clone)]
+pub enum Status {
+    Cached { key: String, meta: Box<EntryMeta> },
+    WillRun { key: Option<String>, reason: String },
+}
+
+/// Errors that stop a run before or while it runs.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The command asked for something impossible (exit status 2).
+    #[error("{0}")]
+    Usage(String),
+    /// A stage failed (exit status 1).
+    #[error("stage `{stage}` ({kind}) failed: {message}")]
+    Stage {
+        stage: String,
+        kind: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Where the executor reports progress. The CLI draws bars; tests stay quiet.
+pub trait Reporter: Sync {
+    /// A stage starts computing; the returned sink receives its progress.
+    fn started(&self, stage: &str, kind: &str) -> Box<dyn Progress + '_>;
+    /// A stage finished, was found cached, failed or was skipped.
+    fn finished(&self, record: &StageRecord);
+    /// Another run holds the stage's key; this one waits.
+    fn waiting(&self, stage: &str);
+}
+
+pub struct Quiet;
+
+impl Reporter for Quiet {
+    fn started(&self, _: &str, _: &str) -> Box<dyn Progress + '_> {
+        Box::new(kiln_stages::NoProgress)
+    }
+    fn finished(&self, _: &StageRecord) {}
+    fn waiting(&self, _: &str) {}
+}
+
+/// The digests of a stage's inputs, from its upstream entries' metadata.
+fn input_digests(
+    stage: &PlannedStage,
+    metas: &[Option<EntryMeta>],
+) -> Option<BTreeMap<String, String>> {
+    stage
+        .inputs
+        .iter()
+        .map(|i| {
+            let meta = metas[i.stage].as_ref()?;
+            Some((
+                i.name.to_string(),
+                meta.outputs.get(i.output)?.digest.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// Each stage's cache status, from metadata only.
+pub fn status(plan: &Plan, store: &Store, force: &[String]) -> Vec<Status> {
+    let mut metas: Vec<Option<EntryMeta>> = Vec::with_capacity(plan.stages.len());
+    let mut out = Vec::with_capacity(plan.stages.len());
+    let runs_dir = store.runs_dir();
+    for stage in &plan.stages {
+        let previous = || runs::previous_key_inputs(&runs_dir, &plan.spec.name, &stage.name);
+        let digests = input_digests(stage, &metas);
+        let status = match digests {
+            Some(digests) => {
+                let inputs = key_inputs(stage, &digests);
+                let key = key_of(&inputs);
+                match store.meta(&key) {
+                    Some(meta) if !force.contains(&stage.name) => Status::Cached {
+                        key,
+                        meta: Box::new(meta),
+                    },
+                    Some(_) => Status::WillRun {
+                        key: Some(key),
+                        reason: "forced".into(),
+                    },
+                    None => {
+                        let reason = previous()
+                            .and_then(|old| first_difference(&old, &inputs))
+                            .map(|d| describe_change(plan, stage, &d))
+                            .unwrap_or_else(|| "not cached".into());
+                        Status::WillRun {
+                            key: Some(key),
+                            reason,
+                        }
+                    }
+                }
+            }
+            None => {
+                let upstream = stage
+                    .inputs
+                    .iter()
+                    .find(|i| metas[i.stage].is_none())
+                    .map(|i| plan.stages[i.stage].name.clone())
+                    .unwrap_or_default();
+                // Parameters may have changed too: compare what is known without inputs.
+                let own = key_inputs(stage, &BTreeMap::new());
+                let reason = previous()
+                    .and_then(|mut old| {
+                        old.as_object_mut()?
+                            .insert("inputs".into(), serde_json::json!({}));
+                        first_difference(&old, &own)
+                    })
+                    .map(|d| describe_change(plan, stage, &d))
+                    .unwrap_or_else(|| format!("upstream `{upstream}` will run"));
+                Status::WillRun { key: None, reason }
+            }
+        };
+        metas.push(match &status {
+            Status::Cached { meta, .. } => Some((**meta).clone()),
+            Status::WillRun { .. } => None,
+        });
+        out.push(status);
+    }
+    out
+}
+
+/// `inputs.data 1a2b3c4d -> 5e6f7a8b` reads better as `input data (from tokens) changed`.
+fn describe_change(plan: &Plan, stage: &PlannedStage, difference: &str) -> String {
+    if let Some(rest) = difference.strip_prefix("inputs.") {
+        let name = rest.split_whitespace().next().unwrap_or(rest);
+        if let Some(input) = stage.inputs.iter().find(|i| i.name == name) {
+            return format!(
+                "input `{name}` changed (from `{}`)",
+                plan.stages[input.stage].name
+            );
+        }
+    }
+    difference.to_string()
+}
+
+/// The indices of the stages a selection computes.
+pub fn selected(plan: &Plan, selection: &Selection) -> Result<Vec<bool>, ExecError> {
+    let index = |name: &str, flag: &str| -> Result<usize, ExecError> {
+        plan.index(name).ok_or_else(|| {
+            let names = plan.stages.iter().map(|s| s.name.as_str());
+            ExecError::Usage(format!(
+                "{flag} {name}: no stage `{name}` in pipeline `{}`{}",
+                plan.spec.name,
+                crate::diagnostic::suggestion(name, names)
+            ))
+        })
+    };
+    let n = plan.stages.len();
+    for name in &selection.force {
+        index(name, "--force")?;
+    }
+    if !selection.only.is_empty() {
+        let mut chosen = vec![false; n];
+        for name in &selection.only {
+            chosen[index(name, "--only")?] = true;
+        }
+        return Ok(chosen);
+    }
+    let mut chosen = vec![true; n];
+    if let Some(name) = &selection.from {
+        let i = index(name, "--from")?;
+        let keep: Vec<usize> = std::iter::once(i).chain(plan.descendants(i)).collect();
+        (0..n).for_each(|j| chosen[j] &= keep.contains(&j));
+    }
+    if let Some(name) = &selection.until {
+        let i = index(name, "--until")?;
+        let keep: Vec<usize> = std::iter::once(i).chain(plan.ancestors(i)).collect();
+        (0..n).for_each(|j| chosen[j] &= keep.contains(&j));
+    }
+    Ok(chosen)
+}
+
+/// Runs a plan. The manifest is written at the start and at the end, also on failure.
+pub fn run(
+    plan: &Plan,
+    store: &Store,
+    selection: &Selection,
+    reporter: &dyn Reporter,
+) -> Result<Manifest, (Manifest, ExecError)> {
+    let chosen = selected(plan, selection).map_err(|e| (empty_manifest(plan), e))?;
+    // A stage left out needs no computing, but a chosen stage reading it needs it cached.
+    let statuses = status(plan, store, &selection.force);
+    for (i, stage) in plan.stages.iter().enumerate() {
+        if !chosen[i] {
+            continue;
+        }
+        for input in &stage.inputs {
+            let j = input.stage;
+            if !chosen[j] && !matches!(statuses[j], Status::Cached { .. }) {
+                return Err((
+                    empty_manifest(plan),
+                    ExecError::Usage(format!(
+                        "stage `{}` reads `{}`, which is not cached and not selected; run `kiln run {} --until {}` first",
+                        stage.name,
+                        plan.stages[j].name,
+                        plan.spec.path.display(),
+                        plan.stages[j].name
+                    )),
+                ));
+            }
+        }
+    }
+
+    let mut manifest = empty_manifest(plan);
+    let runs_dir = store.runs_dir();
+    let save = |m: &Manifest| {
+        m.save(&runs_dir)
+            .map_err(|e| ExecError::Io(format!("writing the run manifest: {e}")))
+    };
+    if let Err(e) = save(&manifest) {
+        return Err((manifest, e));
+    }
+
+    let mut metas: Vec<Option<EntryMeta>> = vec![None; plan.stages.len()];
+    let mut failure = None;
+    for (i, stage) in plan.stages.iter().enumerate() {
+        let record = if failure.is_some() {
+            skipped(stage)
+        } else {
+            match input_digests(stage, &metas) {
+                None => skipped(stage),
+                Some(digests) => {
+                    let inputs = key_inputs(stage, &digests);
+                    let key = key_of(&inputs);
+                    let forced = selection.force.contains(&stage.name);
+                    match store.meta(&key) {
+                        Some(meta) if !(chosen[i] && forced) => {
+                            let record = cached_record(stage, &key, &meta);
+                            metas[i] = Some(meta);
+                            record
+                        }
+                        _ if !chosen[i] => skipped(stage),
+                        _ => match compute(
+                            plan, store, stage, &key, inputs, &metas, forced, reporter,
+                        ) {
+                            Ok((record, meta)) => {
+                                metas[i] = Some(meta);
+                                record
+                            }
+                            Err(record) => {
+                                failure = Some(ExecError::Stage {
+                                    stage: stage.name.clone(),
+                                    kind: stage.kind.kind().into(),
+                                    message: record.error.clone().unwrap_or_default(),
+                                });
+                                record
+                            }
+                        },
+                    }
+                }
+            }
+        };
+        reporter.finished(&record);
+        manifest.stages.push(record);
+    }
+    manifest.finished = Some(runs::now());
+    manifest.status = if failure.is_some() {
+        RunStatus::Failed
+    } else {
+        RunStatus::Ok
+    };
+    let saved = save(&manifest);
+    match (failure, saved) {
+        (Some(e), _) | (None, Err(e)) => Err((manifest, e)),
+        (None, Ok(())) => Ok(manifest),
+    }
+}
+
+fn empty_manifest(plan: &Plan) -> Manifest {
+    let resolved = plan.spec.resolved_text();
+    Manifest {
+        id: runs::new_run_id(),
+        started: runs::now(),
+        finished: None,
+        status: RunStatus::Running,
+        pipeline: PipelineRecord {
+            name: plan.spec.name.clone(),
+            path: plan.spec.path.display().to_string(),
+            digest: blake3::hash(resolved.as_bytes()).to_hex()[..32].to_string(),
+            resolved,
+        },
+        overrides: plan.spec.overrides.clone(),
+        kiln_version: env!("CARGO_PKG_VERSION").into(),
+        device: kiln_stages::device::name().into(),
+        stages: Vec::new(),
+    }
+}
+
+fn skipped(stage: &PlannedStage) -> StageRecord {
+    StageRecord {
+        name: stage.name.clone(),
+        kind: stage.kind.kind().into(),
+        status: StageStatus::Skipped,
+        key: None,
+        key_inputs: None,
+        duration_s: 0.0,
+        outputs: BTreeMap::new(),
+        metrics: Default::default(),
+        summary: None,
+        error: None,
+    }
+}
+
+fn cached_record(stage: &PlannedStage, key: &str, meta: &EntryMeta) -> StageRecord {
+    StageRecord {
+        name: stage.name.clone(),
+        kind: stage.kind.kind().into(),
+        status: StageStatus::Cached,
+        key: Some(key.into()),
+        key_inputs: Some(meta.key_inputs.clone()),
+        duration_s: 0.0,
+        outputs: meta.outputs.clone(),
+        metrics: meta.metrics.clone(),
+        summary: meta.summary.clone(),
+        error: None,
+    }
+}
+
+/// Computes one stage into a new cache entry. On failure the cache is unchanged and the
+/// record says why.
+fn compute(
+    plan: &Plan,
+    store: &Store,
+    stage: &PlannedStage,
+    key: &str,
+    inputs: serde_json::Value,
+    metas: &[Option<EntryMeta>],
+    forced: bool,
+    reporter: &dyn Reporter,
+) -> Result<(StageRecord, EntryMeta), StageRecord> {
+    let started = Instant::now();
+    let mut record = skipped(stage);
+    record.key = Some(key.into());
+    record.key_inputs = Some(inputs.clone());
+    let fail = |mut record: StageRecord, message: String, started: Instant| {
+        record.status = StageStatus::Failed;
+        record.error = Some(message);
+        record.duration_s = started.elapsed().as_secs_f64();
+        record
+    };
+
+    let lock = match store.try_lock(key) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            reporter.waiting(&stage.name);
+            match store.lock(key) {
+                Ok(lock) => lock,
+                Err(e) => {
+                    return Err(fail(
+                        record,
+                        format!("locking the cache entry: {e}"),
+                        started,
+                    ));
+                }
+            }
+        }
+        Err(e) => {
+            return Err(fail(
+                record,
+                format!("locking the cache entry: {e}"),
+                started,
+            ));
+        }
+    };
+    // Another run may have written the entry while this one waited.
+    if let Some(meta) = store.meta(key).filter(|_| !forced) {
+        drop(lock);
+        return Ok((cached_record(stage, key, &meta), meta));
+    }
+
+    let tmp = match store.fresh_tmp(key) {
+        Ok(tmp) => tmp,
+        Err(e) => {
+            return Err(fail(
+                record,
+                format!("preparing {}: {e}", store.tmp_dir(key).display()),
+                started,
+            ));
+        }
+    };
+    let input_slots: BTreeMap<String, Slot> = stage
+        .inputs
+        .iter()
+        .map(|i| {
+            let upstream = &plan.stages[i.stage];
+            let meta = metas[i.stage]
+                .as_ref()
+                .expect("inputs are cached before a stage runs");
+            let artifact = upstream
+                .outputs
+                .iter()
+                .find(|o| o.name == i.output)
+                .expect("bound")
+                .artifact
+                .clone();
+            let slot = Slot {
+                dir: store.entry_dir(&meta.key).join(i.output),
+                artifact,
+                origin: format!("{}.{}", upstream.name, i.output),
+            };
+            (i.name.to_string(), slot)
+        })
+        .collect();
+    let output_slots: BTreeMap<String, Slot> = stage
+        .outputs
+        .iter()
+        .map(|o| {
+            let slot = Slot {
+                dir: tmp.join(o.name),
+                artifact: o.artifact.clone(),
+                origin: format!("{}.{}", stage.name, o.name),
+            };
+            (o.name.to_string(), slot)
+        })
+        .collect();
+
+    let progress = reporter.started(&stage.name, stage.kind.kind());
+    let scratch = store.scratch_dir(key);
+    let result = {
+        let mut ctx = StageContext::new(
+            &stage.name,
+            stage.seed,
+            input_slots,
+            output_slots,
+            scratch.clone(),
+            progress.as_ref(),
+        );
+        catch_unwind(AssertUnwindSafe(|| stage.configured.run(&mut ctx)))
+    };
+    drop(progress);
+    let report = match result {
+        Ok(Ok(report)) => report,
+        Ok(Err(e)) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(fail(record, e.to_string(), started));
+        }
+        Err(panic) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            return Err(fail(
+                record,
+                format!("panicked (this is a bug in kiln, please report it): {what}"),
+                started,
+            ));
+        }
+    };
+
+    let mut outputs = BTreeMap::new();
+    for o in &stage.outputs {
+        let dir = tmp.join(o.name);
+        if !dir.exists() {
+            let _ = std::fs::create_dir_all(&dir);
+        }
+        let (digest, bytes, files) = match describe_output(&dir) {
+            Ok(d) => d,
+            Err(e) => {
+                return Err(fail(
+                    record,
+                    format!("reading output `{}`: {e}", o.name),
+                    started,
+                ));
+            }
+        };
+        let rows = match &o.artifact {
+            Artifact::Table(_) => match TableReader::open(&dir).and_then(|t| t.num_rows()) {
+                Ok(rows) => Some(rows as u64),
+                Err(e) => {
+                    return Err(fail(
+                        record,
+                        format!("output `{}` is not a readable table: {e}", o.name),
+                        started,
+                    ));
+                }
+            },
+            Artifact::Files(_) => None,
+        };
+        outputs.insert(
+            o.name.to_string(),
+            OutputMeta {
+                artifact: o.artifact.describe().lines().next().unwrap_or("").into(),
+                digest,
+                rows,
+                bytes,
+                files,
+            },
+        );
+    }
+    let duration = started.elapsed().as_secs_f64();
+    let meta = EntryMeta {
+        key: key.into(),
+        kind: stage.kind.kind().into(),
+        stage: stage.name.clone(),
+        key_inputs: inputs,
+        outputs,
+        metrics: report.metrics,
+        summary: report.summary,
+        created: runs::now(),
+        duration_s: duration,
+        kiln_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    if let Err(e) = store.commit(&tmp, &meta) {
+        return Err(fail(
+            record,
+            format!("committing the cache entry: {e}"),
+            started,
+        ));
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    drop(lock);
+    record.status = StageStatus::Ran;
+    record.duration_s = duration;
+    record.outputs = meta.outputs.clone();
+    record.metrics = meta.metrics.clone();
+    record.summary = meta.summary.clone();
+    Ok((record, meta))
+}

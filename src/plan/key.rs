@@ -1,0 +1,138 @@
+//! Cache keys: blake3 of a canonical serialization of everything a stage's output
+//! depends on, and nothing else.
+//!
+//! In the key: the kind and its version, the parameters after defaults and overrides,
+//! the content digests of the input artifacts (so a rerun that reproduces the same
+//! bytes leaves everything downstream cached: early cut-off), the declared outputs,
+//! the seed where the kind uses one, and the device and kernel sources where the kind
+//! computes with them. Not in the key: the stage's name, paths, time, the run.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use super::PlannedStage;
+
+/// The inputs of a stage's key, as a JSON object.
+pub fn key_inputs(stage: &PlannedStage, input_digests: &BTreeMap<String, String>) -> Value {
+    let mut inputs = Map::new();
+    inputs.insert("kind".into(), json!(stage.kind.kind()));
+    inputs.insert("version".into(), json!(stage.kind.version()));
+    inputs.insert("with".into(), stage.configured.params().clone());
+    inputs.insert("inputs".into(), json!(input_digests));
+    let outputs: Map<String, Value> = stage
+        .outputs
+        .iter()
+        .map(|o| (o.name.to_string(), json!(o.artifact.describe())))
+        .collect();
+    inputs.insert("outputs".into(), Value::Object(outputs));
+    if stage.kind.random() {
+        inputs.insert("seed".into(), json!(stage.seed));
+    }
+    if stage.kind.uses_device() {
+        inputs.insert("device".into(), json!(kiln_stages::device::name()));
+        inputs.insert(
+            "kernels".into(),
+            json!(kiln_stages::device::kernels_digest()),
+        );
+    }
+    Value::Object(inputs)
+}
+
+/// The key: 32 hex digits of blake3 over the canonical JSON of the key inputs.
+pub fn key_of(key_inputs: &Value) -> String {
+    let hash = blake3::hash(canonical(key_inputs).as_bytes());
+    hash.to_hex()[..32].to_string()
+}
+
+/// JSON with object keys sorted at every level and no insignificant whitespace.
+pub fn canonical(value: &Value) -> String {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&map[k])))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_string(&sorted(value)).expect("JSON values serialize")
+}
+
+/// The first difference between two key-input objects, as `path old -> new`, in a
+/// fixed order of importance: parameters, seed, inputs, then the rest.
+pub fn first_difference(old: &Value, new: &Value) -> Option<String> {
+    fn walk(path: &str, old: Option<&Value>, new: Option<&Value>) -> Option<String> {
+        match (old, new) {
+            (Some(Value::Object(a)), Some(Value::Object(b))) => {
+                let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                keys.into_iter().find_map(|k| {
+                    let sub = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(&sub, a.get(k), b.get(k))
+                })
+            }
+            (a, b) if a == b => None,
+            (a, b) => Some(format!("{path} {} -> {}", show(a), show(b))),
+        }
+    }
+    fn show(v: Option<&Value>) -> String {
+        match v {
+            None => "(none)".into(),
+            Some(Value::String(s)) if s.len() > 24 && s.chars().all(|c| c.is_ascii_hexdigit()) => {
+                s[..8].to_string()
+            }
+            Some(Value::String(s)) if s.contains('\n') => {
+                format!("{:?}", s.lines().next().unwrap_or(""))
+            }
+            Some(v) => v.to_string(),
+        }
+    }
+    for field in [
+        "with", "seed", "inputs", "version", "outputs", "device", "kernels", "kind",
+    ] {
+        if let Some(d) = walk(field, old.get(field), new.get(field)) {
+            return Some(d);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_ignores_key_order() {
+        let a = json!({"b": 1, "a": {"y": [1, 2], "x": "s"}});
+        let b = json!({"a": {"x": "s", "y": [1, 2]}, "b": 1});
+        assert_eq!(canonical(&a), canonical(&b));
+        assert_eq!(key_of(&a), key_of(&b));
+        assert_ne!(
+            key_of(&a),
+            key_of(&json!({"b": 2, "a": {"x": "s", "y": [1, 2]}}))
+        );
+    }
+
+    #[test]
+    fn the_first_difference_names_the_parameter() {
+        let old = json!({"kind": "pack", "with": {"seq_len": 1024, "algorithm": "x"}, "inputs": {"data": "aa"}});
+        let new = json!({"kind": "pack", "with": {"seq_len": 2048, "algorithm": "x"}, "inputs": {"data": "bb"}});
+        assert_eq!(
+            first_difference(&old, &new).unwrap(),
+            "with.seq_len 1024 -> 2048"
+        );
+        assert_eq!(first_difference(&old, &old), None);
+    }
+}

@@ -1,0 +1,582 @@
+//! The plan: a pipeline spec resolved against the registry. Every stage's kind is known,
+//! its parameters typed and defaulted, its inputs bound to upstream outputs whose
+//! declared schemas it accepts, and the stages ordered so each comes after its inputs.
+//! Only a plan can be executed, and a plan exists only if the whole pipeline is valid.
+
+pub mod key;
+
+use std::collections::{BTreeMap, HashMap};
+
+use kiln_stages::stage::{Artifact, ConfiguredStage, InputArtifacts, OutputDecl, StageKind};
+use kiln_stages::{Registry, StageError};
+
+use crate::diagnostic::{Diagnostic, Diagnostics, suggestion};
+use crate::source::{Sources, Span};
+use crate::spec::node::{Node, Value};
+use crate::spec::{From, InputRef, PipelineSpec, StageSpec};
+
+pub struct Plan {
+    pub spec: PipelineSpec,
+    pub sources: Sources,
+    /// In execution order: every stage after the stages it reads.
+    pub stages: Vec<PlannedStage>,
+}
+
+pub struct PlannedStage {
+    pub name: String,
+    pub kind: &'static dyn StageKind,
+    pub configured: Box<dyn ConfiguredStage>,
+    pub inputs: Vec<PlannedInput>,
+    pub outputs: Vec<OutputDecl>,
+    pub seed: u64,
+}
+
+/// One input bound to an upstream output: `stage` indexes `Plan::stages`.
+#[derive(Debug, Clone)]
+pub struct PlannedInput {
+    pub name: &'static str,
+    pub stage: usize,
+    pub output: &'static str,
+}
+
+impl Plan {
+    /// Resolves a spec; every error of the pipeline is reported at once.
+    pub fn new(
+        spec: PipelineSpec,
+        sources: Sources,
+        registry: &Registry,
+    ) -> Result<Plan, Diagnostics> {
+        let mut errors = Vec::new();
+        let order = order(&spec, &mut errors);
+        let mut planned: Vec<Option<PlannedStage>> = Vec::new();
+        let mut index_of: HashMap<&str, usize> = HashMap::new();
+        for &i in &order {
+            let stage = &spec.stages[i];
+            let result = plan_stage(&spec, stage, registry, &planned, &index_of, &mut errors);
+            index_of.insert(&stage.name, planned.len());
+            planned.push(result);
+        }
+        if !errors.is_empty() || planned.iter().any(Option::is_none) {
+            return Err(Diagnostics {
+                items: errors,
+                sources,
+            });
+        }
+        let stages = planned
+            .into_iter()
+            .map(|p| p.expect("checked above"))
+            .collect();
+        Ok(Plan {
+            spec,
+            sources,
+            stages,
+        })
+    }
+
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.stages.iter().position(|s| s.name == name)
+    }
+
+    /// Stages upstream of `i` (not `i`), transitively.
+    pub fn ancestors(&self, i: usize) -> Vec<usize> {
+        let mut seen = vec![false; self.stages.len()];
+        let mut todo = vec![i];
+        while let Some(j) = todo.pop() {
+            for input in &self.stages[j].inputs {
+                if !seen[input.stage] {
+                    seen[input.stage] = true;
+                    todo.push(input.stage);
+                }
+            }
+        }
+        (0..self.stages.len()).filter(|&j| seen[j]).collect()
+    }
+
+    /// Stages downstream of `i` (not `i`), transitively.
+    pub fn descendants(&self, i: usize) -> Vec<usize> {
+        let mut seen = vec![false; self.stages.len()];
+        seen[i] = true;
+        // Execution order puts every reader after what it reads.
+        for j in i + 1..self.stages.len() {
+            if self.stages[j].inputs.iter().any(|inp| seen[inp.stage]) {
+                seen[j] = true;
+            }
+        }
+        seen[i] = false;
+        (0..self.stages.len()).filter(|&j| seen[j]).collect()
+    }
+}
+
+/// Stage indices of `spec.stages` in execution order (file order where free); reports
+/// unknown references and cycles.
+fn order(spec: &PipelineSpec, errors: &mut Vec<Diagnostic>) -> Vec<usize> {
+    let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
+    let position = |n: &str| names.iter().position(|&m| m == n);
+    let mut deps: Vec<Vec<usize>> = vec![Vec::new(); spec.stages.len()];
+    for (i, stage) in spec.stages.iter().enumerate() {
+        for r in refs(&stage.from) {
+            match position(&r.stage) {
+                Some(j) => deps[i].push(j),
+                None => errors.push(Diagnostic::new(
+                    format!(
+                        "no stage `{}` in this pipeline{}",
+                        r.stage,
+                        suggestion(&r.stage, names.iter().copied())
+                    ),
+                    r.span,
+                )),
+            }
+        }
+    }
+    // Depth-first search; a back edge is a cycle, reported once as `a -> b -> a`.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    let mut marks = vec![Mark::New; deps.len()];
+    let mut out = Vec::new();
+    let mut reported = false;
+    fn visit(
+        i: usize,
+        deps: &[Vec<usize>],
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+        out: &mut Vec<usize>,
+        on_cycle: &mut dyn FnMut(&[usize]),
+    ) {
+        marks[i] = Mark::Active;
+        path.push(i);
+        for &j in &deps[i] {
+            match marks[j] {
+                Mark::New => visit(j, deps, marks, path, out, on_cycle),
+                Mark::Active => {
+                    let from = path.iter().position(|&p| p == j).expect("on the path");
+                    on_cycle(&path[from..]);
+                }
+                Mark::Done => {}
+            }
+        }
+        path.pop();
+        marks[i] = Mark::Done;
+        out.push(i);
+    }
+    let mut cycles: Vec<Vec<usize>> = Vec::new();
+    for i in 0..deps.len() {
+        if marks[i] == Mark::New {
+            visit(
+                i,
+                &deps,
+                &mut marks,
+                &mut Vec::new(),
+                &mut out,
+                &mut |cycle| cycles.push(cycle.to_vec()),
+            );
+        }
+    }
+    if let Some(cycle) = cycles.first() {
+        // Readers were pushed after what they read, so the cycle reads backwards.
+        let mut names_in: Vec<&str> = cycle.iter().rev().map(|&i| names[i]).collect();
+        let last = names_in.len() - 1;
+        names_in.rotate_left(last);
+        let first = names_in[0];
+        names_in.push(first);
+        let at = spec.stages[cycle[0]].name_span;
+        errors.push(Diagnostic::new(
+            format!("the stages form a cycle: {}", names_in.join(" -> ")),
+            at,
+        ));
+        reported = true;
+    }
+    if reported {
+        return Vec::new();
+    }
+    out
+}
+
+fn refs(from: &From) -> Vec<&InputRef> {
+    match from {
+        From::None => Vec::new(),
+        From::One(r) => vec![r],
+        From::Map(entries) => entries.iter().map(|(_, r)| r).collect(),
+    }
+}
+
+fn plan_stage(
+    spec: &PipelineSpec,
+    stage: &StageSpec,
+    registry: &Registry,
+    planned: &[Option<PlannedStage>],
+    index_of: &HashMap<&str, usize>,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<PlannedStage> {
+    let Some(kind) = registry.get(&stage.uses) else {
+        let kinds = registry.kinds().iter().map(|k| k.kind());
+        errors.push(Diagnostic::new(
+            format!(
+                "unknown stage kind `{}`{}",
+                stage.uses,
+                suggestion(&stage.uses, kinds)
+            ),
+            stage.uses_span,
+        ));
+        return None;
+    };
+
+    let configured = configure(stage, kind, errors);
+    let inputs = bind_inputs(stage, kind, planned, index_of, errors)?;
+    let configured = configured?;
+
+    let mut artifacts = InputArtifacts::new();
+    let mut ok = true;
+    for (input, span) in &inputs {
+        let upstream = planned[input.stage]
+            .as_ref()
+            .expect("bound inputs are planned");
+        let artifact = &upstream
+            .outputs
+            .iter()
+            .find(|o| o.name == input.output)
+            .expect("bound")
+            .artifact;
+        let decl = kind
+            .inputs()
+            .iter()
+            .find(|d| d.name == input.name)
+            .expect("bound inputs are declared");
+        if let Err(why) = decl.accepts.check(artifact) {
+            errors.push(Diagnostic::new(
+                format!(
+                    "input `{}` of stage `{}` ({}) cannot read `{}.{}`: {why}",
+                    input.name, stage.name, stage.uses, upstream.name, input.output
+                ),
+                *span,
+            ));
+            ok = false;
+        }
+        artifacts.insert(input.name.to_string(), artifact.clone());
+    }
+    if !ok {
+        return None;
+    }
+    let outputs = match configured.outputs(&artifacts) {
+        Ok(outputs) => outputs,
+        Err(e) => {
+            errors.push(param_error(stage, e));
+            return None;
+        }
+    };
+    Some(PlannedStage {
+        name: stage.name.clone(),
+        kind,
+        configured,
+        inputs: inputs.into_iter().map(|(i, _)| i).collect(),
+        outputs,
+        seed: stage.seed.unwrap_or(spec.seed),
+    })
+}
+
+/// Checks parameter names against the kind's (all unknown names at once), then types.
+fn configure(
+    stage: &StageSpec,
+    kind: &'static dyn StageKind,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Box<dyn ConfiguredStage>> {
+    let before = errors.len();
+    unknown_params(stage, &stage.with, &kind.default_params(), "", errors);
+    if errors.len() > before {
+        return None;
+    }
+    match kind.configure(&stage.with.to_json()) {
+        Ok(configured) => Some(configured),
+        Err(e) => {
+            errors.push(param_error(stage, e));
+            None
+        }
+    }
+}
+
+fn unknown_params(
+    stage: &StageSpec,
+    given: &Node,
+    defaults: &serde_json::Value,
+    prefix: &str,
+    errors: &mut Vec<Diagnostic>,
+) {
+    let (Some(entries), serde_json::Value::Object(known)) = (given.as_map(), defaults) else {
+        return;
+    };
+    if known.is_empty() {
+        return; // a free-form map
+    }
+    for (key, value) in entries {
+        match known.get(&key.name) {
+            Some(default) => unknown_params(
+                stage,
+                value,
+                default,
+                &format!("{prefix}{}.", key.name),
+                errors,
+            ),
+            None => errors.push(Diagnostic::new(
+                format!(
+                    "unknown parameter `{prefix}{}` of `{}` (stage `{}`){}",
+                    key.name,
+                    stage.uses,
+                    stage.name,
+                    suggestion(&key.name, known.keys().map(String::as_str))
+                ),
+                key.span,
+            )),
+        }
+    }
+}
+
+/// A stage error from configuring or declaring outputs, pointed at its parameter.
+fn param_error(stage: &StageSpec, error: StageError) -> Diagnostic {
+    let (path, message) = match error {
+        StageError::Param { path, message } => (path, message),
+        other => (String::new(), other.to_string()),
+    };
+    let node = find(&stage.with, &path);
+    let span = node.map_or(stage.name_span, |n| n.span);
+    let mut message = improve_serde_message(&message);
+    if node.is_none() && !path.is_empty() {
+        message = format!("{message} (parameter `{path}`)");
+    }
+    let what = if path.is_empty() {
+        String::new()
+    } else {
+        format!(" `{path}`")
+    };
+    Diagnostic::new(
+        format!(
+            "invalid parameter{what} of stage `{}` ({}): {message}",
+            stage.name, stage.uses
+        ),
+        span,
+    )
+}
+
+/// Adds a suggestion to serde's "unknown variant `x`, expected one of `a`, `b`".
+fn improve_serde_message(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown variant `") else {
+        return message.to_string();
+    };
+    let Some((given, expected)) = rest.split_once("`, expected ") else {
+        return message.to_string();
+    };
+    let options: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    format!(
+        "unknown value `{given}`; expected {}{}",
+        options.join(", "),
+        suggestion(given, options.iter().copied())
+    )
+}
+
+/// The node at a serde path like `optimizer.lr` or `families[2]` under `with`.
+fn find<'a>(with: &'a Node, path: &str) -> Option<&'a Node> {
+    let mut node = with;
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (name, indices) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !name.is_empty() {
+            node = node.get(name)?;
+        }
+        for index in indices.split(['[', ']']).filter(|s| !s.is_empty()) {
+            let i: usize = index.parse().ok()?;
+            match &node.value {
+                Value::Seq(items) => node = items.get(i)?,
+                _ => return None,
+            }
+        }
+    }
+    Some(node)
+}
+
+/// Binds `from:` to the kind's declared inputs.
+fn bind_inputs(
+    stage: &StageSpec,
+    kind: &'static dyn StageKind,
+    planned: &[Option<PlannedStage>],
+    index_of: &HashMap<&str, usize>,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Vec<(PlannedInput, Span)>> {
+    let decls = kind.inputs();
+    let names: Vec<&str> = decls.iter().map(|d| d.name).collect();
+    let mut pairs: Vec<(&'static str, &InputRef)> = Vec::new();
+    let before = errors.len();
+    match &stage.from {
+        From::None if decls.is_empty() => return Some(Vec::new()),
+        From::None => {
+            errors.push(Diagnostic::new(
+                format!(
+                    "stage `{}` ({}) needs `from:` with {}",
+                    stage.name,
+                    stage.uses,
+                    input_list(&names)
+                ),
+                stage.name_span,
+            ));
+            return None;
+        }
+        From::One(r) => match decls {
+            [] => {
+                errors.push(Diagnostic::new(
+                    format!("`{}` takes no input", stage.uses),
+                    r.span,
+                ));
+                return None;
+            }
+            [only] => pairs.push((only.name, r)),
+            _ => {
+                errors.push(Diagnostic::new(
+                    format!(
+                        "`{}` takes several inputs; write `from: {{ {} }}`",
+                        stage.uses,
+                        names
+                            .iter()
+                            .map(|n| format!("{n}: …"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    r.span,
+                ));
+                return None;
+            }
+        },
+        From::Map(entries) => {
+            for (key, r) in entries {
+                match decls.iter().find(|d| d.name == key.name) {
+                    Some(d) => pairs.push((d.name, r)),
+                    None => errors.push(Diagnostic::new(
+                        format!(
+                            "`{}` has no input `{}`{}",
+                            stage.uses,
+                            key.name,
+                            suggestion(&key.name, names.iter().copied())
+                        ),
+                        key.span,
+                    )),
+                }
+            }
+            for d in decls {
+                if !entries.iter().any(|(k, _)| k.name == d.name) {
+                    errors.push(Diagnostic::new(
+                        format!(
+                            "stage `{}` ({}) is missing its input `{}` ({})",
+                            stage.name, stage.uses, d.name, d.about
+                        ),
+                        stage.name_span,
+                    ));
+                }
+            }
+        }
+    }
+    let mut bound = Vec::new();
+    for (name, r) in pairs {
+        let Some(&index) = index_of.get(r.stage.as_str()) else {
+            continue; // unknown stage or in a cycle: reported by `order`
+        };
+        let Some(upstream) = planned[index].as_ref() else {
+            return None; // upstream invalid: its own error says why
+        };
+        let decl = decls.iter().find(|d| d.name == name).expect("declared");
+        let output = match &r.output {
+            Some(out) => match upstream.outputs.iter().find(|o| o.name == out) {
+                Some(o) => o.name,
+                None => {
+                    let outs = upstream.outputs.iter().map(|o| o.name);
+                    errors.push(Diagnostic::new(
+                        format!(
+                            "stage `{}` has no output `{out}`; its outputs are {}{}",
+                            upstream.name,
+                            upstream
+                                .outputs
+                                .iter()
+                                .map(|o| o.name)
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            suggestion(out, outs)
+                        ),
+                        r.span,
+                    ));
+                    continue;
+                }
+            },
+            None => {
+                let accepted: Vec<&OutputDecl> = upstream
+                    .outputs
+                    .iter()
+                    .filter(|o| decl.accepts.check(&o.artifact).is_ok())
+                    .collect();
+                match accepted.as_slice() {
+                    [one] => one.name,
+                    [] => upstream.outputs[0].name,
+                    several => {
+                        errors.push(Diagnostic::new(
+                            format!(
+                                "stage `{}` has several outputs ({}); name one, e.g. `{}.{}`",
+                                upstream.name,
+                                several
+                                    .iter()
+                                    .map(|o| o.name)
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                                upstream.name,
+                                several[0].name
+                            ),
+                            r.span,
+                        ));
+                        continue;
+                    }
+                }
+            }
+        };
+        bound.push((
+            PlannedInput {
+                name,
+                stage: index,
+                output,
+            },
+            r.span,
+        ));
+    }
+    (errors.len() == before).then_some(bound)
+}
+
+fn input_list(names: &[&str]) -> String {
+    match names {
+        [one] => format!("its input (`from: stage`, for `{one}`)"),
+        _ => format!(
+            "its inputs `{{ {} }}`",
+            names
+                .iter()
+                .map(|n| format!("{n}: …"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The artifacts of a planned stage's inputs, by input name.
+pub fn input_artifacts(plan: &Plan, stage: &PlannedStage) -> BTreeMap<String, Artifact> {
+    stage
+        .inputs
+        .iter()
+        .map(|i| {
+            let upstream = &plan.stages[i.stage];
+            let artifact = upstream
+                .outputs
+                .iter()
+                .find(|o| o.name == i.output)
+                .expect("bound")
+                .artifact
+                .clone();
+            (i.name.to_string(), artifact)
+        })
+        .collect()
+}

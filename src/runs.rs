@@ -1,0 +1,177 @@
+//! Run manifests: `runs/<run-id>/manifest.json`, one per `kiln run`, recording what ran
+//! (the resolved pipeline, overrides, per stage its key, hit or miss, time, outputs and
+//! metrics) so a run can be shown, compared and explained later.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::OutputMeta;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub id: String,
+    pub started: String,
+    #[serde(default)]
+    pub finished: Option<String>,
+    pub status: RunStatus,
+    pub pipeline: PipelineRecord,
+    pub overrides: Vec<String>,
+    pub kiln_version: String,
+    pub device: String,
+    pub stages: Vec<StageRecord>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Ok,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PipelineRecord {
+    pub name: String,
+    pub path: String,
+    /// blake3 of the resolved text.
+    pub digest: String,
+    /// The pipeline after `extends:` and overrides: exactly what ran.
+    pub resolved: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub name: String,
+    pub kind: String,
+    pub status: StageStatus,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub key_inputs: Option<serde_json::Value>,
+    pub duration_s: f64,
+    #[serde(default)]
+    pub outputs: BTreeMap<String, OutputMeta>,
+    #[serde(default)]
+    pub metrics: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub summary: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    /// Found in the cache.
+    Cached,
+    /// Computed in this run.
+    Ran,
+    Failed,
+    /// Not selected and not needed, or after a failure.
+    Skipped,
+}
+
+impl StageStatus {
+    pub fn word(self) -> &'static str {
+        match self {
+            StageStatus::Cached => "cached",
+            StageStatus::Ran => "ran",
+            StageStatus::Failed => "failed",
+            StageStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// `2026-11-25T17:53:00Z`.
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// A new run id: the UTC time and 4 hex digits, sortable by time.
+pub fn new_run_id() -> String {
+    let time = now();
+    let compact: String = time.chars().filter(|c| c.is_ascii_digit()).collect();
+    let nonce =
+        blake3::hash(format!("{time}{}{:?}", std::process::id(), SystemTime::now()).as_bytes());
+    format!(
+        "{}-{}-{}",
+        &compact[..8],
+        &compact[8..14],
+        &nonce.to_hex()[..4]
+    )
+}
+
+pub fn manifest_path(runs_dir: &Path, id: &str) -> PathBuf {
+    runs_dir.join(id).join("manifest.json")
+}
+
+impl Manifest {
+    /// Writes the manifest atomically (write beside, rename).
+    pub fn save(&self, runs_dir: &Path) -> io::Result<()> {
+        let path = manifest_path(runs_dir, &self.id);
+        fs::create_dir_all(path.parent().expect("runs/<id>"))?;
+        let tmp = path.with_extension("json.tmp");
+        fs::write(
+            &tmp,
+            serde_json::to_string_pretty(self).expect("manifest serializes"),
+        )?;
+        fs::rename(&tmp, &path)
+    }
+
+    pub fn load(runs_dir: &Path, id: &str) -> io::Result<Manifest> {
+        let text = fs::read_to_string(manifest_path(runs_dir, id))?;
+        serde_json::from_str(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+}
+
+/// Run ids, newest first.
+pub fn list(runs_dir: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = fs::read_dir(runs_dir)
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("manifest.json").exists())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids.reverse();
+    ids
+}
+
+/// The key inputs a stage of this name had in the newest earlier run of the same
+/// pipeline, for explaining what changed.
+pub fn previous_key_inputs(
+    runs_dir: &Path,
+    pipeline: &str,
+    stage: &str,
+) -> Option<serde_json::Value> {
+    list(runs_dir).into_iter().find_map(|id| {
+        let manifest = Manifest::load(runs_dir, &id).ok()?;
+        if manifest.pipeline.name != pipeline {
+            return None;
+        }
+        manifest
+            .stages
+            .into_iter()
+            .find(|s| s.name == stage)
+            .and_then(|s| s.key_inputs)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_sort_by_time() {
+        let id = new_run_id();
+        assert_eq!(id.len(), "20261125-175300-abcd".len());
+        assert!(id.starts_with("20"));
+    }
+}

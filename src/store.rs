@@ -1,0 +1,257 @@
+//! The cache store: `.kiln/` with `cache/<key>/` entries, `tmp/` for entries being
+//! written, `scratch/` for resumable work, `locks/` and `runs/`.
+//!
+//! Invariant: a folder under `cache/` is complete. An entry is written under `tmp/`,
+//! its files fsynced, its `meta.json` written last, and the folder renamed into place;
+//! a run killed at any point leaves no entry that looks valid. A lock file per key keeps
+//! two runs from writing the same entry.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// What `meta.json` records about an entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EntryMeta {
+    pub key: String,
+    pub kind: String,
+    /// The stage that first wrote the entry (informational: names are not in the key).
+    pub stage: String,
+    pub key_inputs: serde_json::Value,
+    pub outputs: BTreeMap<String, OutputMeta>,
+    #[serde(default)]
+    pub metrics: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub summary: Option<String>,
+    pub created: String,
+    pub duration_s: f64,
+    pub kiln_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputMeta {
+    /// `table <schema>` or `files <kind>`.
+    pub artifact: String,
+    /// blake3 of the output's files (names and bytes).
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    pub bytes: u64,
+    pub files: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// An exclusive hold on one key; released when dropped.
+pub struct KeyLock {
+    _file: File,
+}
+
+impl Store {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Store { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn entry_dir(&self, key: &str) -> PathBuf {
+        self.root.join("cache").join(key)
+    }
+
+    pub fn tmp_dir(&self, key: &str) -> PathBuf {
+        self.root.join("tmp").join(key)
+    }
+
+    /// Survives a killed run of the same key; removed once the entry is committed.
+    pub fn scratch_dir(&self, key: &str) -> PathBuf {
+        self.root.join("scratch").join(key)
+    }
+
+    pub fn runs_dir(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    /// The entry's metadata, if the entry exists. Reads `meta.json` only.
+    pub fn meta(&self, key: &str) -> Option<EntryMeta> {
+        let text = fs::read_to_string(self.entry_dir(key).join("meta.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Takes the key's lock without waiting; `None` when another run holds it.
+    pub fn try_lock(&self, key: &str) -> io::Result<Option<KeyLock>> {
+        let file = self.lock_file(key)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(KeyLock { _file: file })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    /// Takes the key's lock, waiting for another run to release it.
+    pub fn lock(&self, key: &str) -> io::Result<KeyLock> {
+        let file = self.lock_file(key)?;
+        file.lock()?;
+        Ok(KeyLock { _file: file })
+    }
+
+    fn lock_file(&self, key: &str) -> io::Result<File> {
+        let dir = self.root.join("locks");
+        fs::create_dir_all(&dir)?;
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{key}.lock")))
+    }
+
+    /// Empties the key's tmp folder and returns it (the caller holds the key's lock).
+    pub fn fresh_tmp(&self, key: &str) -> io::Result<PathBuf> {
+        let tmp = self.tmp_dir(key);
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        fs::create_dir_all(&tmp)?;
+        Ok(tmp)
+    }
+
+    /// Moves a finished tmp folder into the cache: fsync the files, write `meta.json`,
+    /// fsync, rename. If an entry of the key exists (a forced rerun), it is replaced.
+    pub fn commit(&self, tmp: &Path, meta: &EntryMeta) -> io::Result<()> {
+        for file in files_under(tmp)? {
+            File::open(tmp.join(&file))?.sync_all()?;
+        }
+        let meta_path = tmp.join("meta.json");
+        fs::write(
+            &meta_path,
+            serde_json::to_string_pretty(meta).expect("meta serializes"),
+        )?;
+        File::open(&meta_path)?.sync_all()?;
+        sync_dir(tmp)?;
+        let target = self.entry_dir(&meta.key);
+        let parent = target.parent().expect("cache/<key> has a parent");
+        fs::create_dir_all(parent)?;
+        if target.exists() {
+            let trash = self.root.join("tmp").join(format!("{}.replaced", meta.key));
+            if trash.exists() {
+                fs::remove_dir_all(&trash)?;
+            }
+            fs::rename(&target, &trash)?;
+            fs::rename(tmp, &target)?;
+            fs::remove_dir_all(&trash)?;
+        } else {
+            fs::rename(tmp, &target)?;
+        }
+        sync_dir(parent)?;
+        Ok(())
+    }
+}
+
+/// Relative paths of the files under `dir`, sorted.
+pub fn files_under(dir: &Path) -> io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in fs::read_dir(&d)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                todo.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).expect("under dir");
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Digest, size and file list of one output folder.
+pub fn describe_output(dir: &Path) -> io::Result<(String, u64, Vec<String>)> {
+    let files = files_under(dir)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut bytes = 0;
+    for name in &files {
+        let data = fs::read(dir.join(name))?;
+        hasher.update(name.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(&(data.len() as u64).to_le_bytes());
+        hasher.update(&data);
+        bytes += data.len() as u64;
+    }
+    Ok((hasher.finalize().to_hex()[..32].to_string(), bytes, files))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    // Directories can be opened and fsynced on Unix; elsewhere renames are the best we have.
+    match File::open(dir) {
+        Ok(d) => d.sync_all().or(Ok(())),
+        Err(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(key: &str) -> EntryMeta {
+        EntryMeta {
+            key: key.into(),
+            kind: "k".into(),
+            stage: "s".into(),
+            key_inputs: serde_json::json!({}),
+            outputs: BTreeMap::new(),
+            metrics: Default::default(),
+            summary: None,
+            created: "now".into(),
+            duration_s: 0.0,
+            kiln_version: "0".into(),
+        }
+    }
+
+    #[test]
+    fn an_entry_appears_only_when_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let tmp = store.fresh_tmp("abc").unwrap();
+        fs::create_dir_all(tmp.join("out")).unwrap();
+        fs::write(tmp.join("out/a.txt"), "hello").unwrap();
+        assert!(store.meta("abc").is_none());
+        store.commit(&tmp, &meta("abc")).unwrap();
+        assert_eq!(store.meta("abc").unwrap().key, "abc");
+        assert!(!tmp.exists());
+        assert_eq!(
+            fs::read_to_string(store.entry_dir("abc").join("out/a.txt")).unwrap(),
+            "hello"
+        );
+    }
+
+    #[test]
+    fn a_lock_excludes_a_second_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let held = store.try_lock("k").unwrap();
+        assert!(held.is_some());
+        assert!(store.try_lock("k").unwrap().is_none());
+        drop(held);
+        assert!(store.try_lock("k").unwrap().is_some());
+    }
+
+    #[test]
+    fn output_digests_depend_on_names_and_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a"), "1").unwrap();
+        let (d1, bytes, files) = describe_output(dir.path()).unwrap();
+        assert_eq!((bytes, files), (1, vec!["a".to_string()]));
+        fs::write(dir.path().join("a"), "2").unwrap();
+        assert_ne!(describe_output(dir.path()).unwrap().0, d1);
+    }
+}
