@@ -1,8 +1,31 @@
-//! kiln-kernels: one folder per kernel, each with its CUDA C source, its CPU twin in
-//! plain loops (the specification) and a candle op with forward and backward.
+//! kiln-kernels: one folder per kernel, each with its CPU twin in plain loops (the
+//! specification, `cpu.rs`) and a candle op with forward and backward (`mod.rs`).
+//! The CUDA C source of each kernel joins its folder with the `cuda` feature.
+//!
+//! candle 0.11's `softmax_last_dim`, `rms_norm` and fused layer norm have no backward,
+//! and its `cross_entropy` no ignore index; the ops here cover them, each tested against
+//! a composition of differentiable candle primitives, values and gradients.
+
+pub mod adamw;
+pub mod attention;
+pub mod cross_entropy;
+pub mod rms_norm;
+pub mod rope;
+pub mod storage;
+pub mod swiglu;
+
+#[cfg(test)]
+pub(crate) mod testing;
 
 /// The sources of every kernel, as compiled into this build.
-pub const SOURCES: &[(&str, &str)] = &[];
+pub const SOURCES: &[(&str, &str)] = &[
+    ("adamw/cpu.rs", include_str!("adamw/cpu.rs")),
+    ("attention/cpu.rs", include_str!("attention/cpu.rs")),
+    ("cross_entropy/cpu.rs", include_str!("cross_entropy/cpu.rs")),
+    ("rms_norm/cpu.rs", include_str!("rms_norm/cpu.rs")),
+    ("rope/cpu.rs", include_str!("rope/cpu.rs")),
+    ("swiglu/cpu.rs", include_str!("swiglu/cpu.rs")),
+];
 
 /// Digest of the kernel sources: part of the cache key of every stage that computes
 /// with them.
