@@ -6,6 +6,7 @@
 //! parameters, inputs and seed.
 
 pub mod context;
+pub mod model;
 pub mod device;
 pub mod error;
 pub mod registry;
@@ -15,11 +16,13 @@ pub mod table;
 pub mod template;
 
 pub mod chat_format;
+pub mod eval_math;
 pub mod math_generate;
 pub mod pack;
 pub mod split;
 pub mod tokenize;
 pub mod tokenizer_train;
+pub mod train;
 
 pub use context::{NoProgress, Progress, Slot, StageContext};
 pub use error::{Result, StageError};

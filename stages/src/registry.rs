@@ -1,7 +1,7 @@
 //! The registry of stage kinds: one ordered list, which also orders `kiln stages`.
 
 use crate::stage::{KindOf, StageKind};
-use crate::{chat_format, math_generate, pack, split, tokenize, tokenizer_train};
+use crate::{chat_format, eval_math, math_generate, pack, split, tokenize, tokenizer_train, train};
 
 /// The built-in kinds, in pipeline order.
 pub static BUILTIN: &[&dyn StageKind] = &[
@@ -11,6 +11,8 @@ pub static BUILTIN: &[&dyn StageKind] = &[
     &KindOf::<tokenizer_train::TokenizerTrain>::new(),
     &KindOf::<tokenize::Tokenize>::new(),
     &KindOf::<pack::Pack>::new(),
+    &KindOf::<train::Train>::new(),
+    &KindOf::<eval_math::EvalMath>::new(),
 ];
 
 /// The kinds a pipeline may use: the built-ins, plus any a program adds.

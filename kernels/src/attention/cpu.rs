@@ -9,11 +9,13 @@
 //! get zeros.
 //!
 //! The forward also returns each query's log-sum-exp, from which the backward
-//! recomputes the probabilities instead of storing them.
+//! recomputes the probabilities instead of storing them. Within a document the work is
+//! blocks of dense matrix products (gemm), 64 query rows at a time; documents run in
+//! parallel.
 
 use rayon::prelude::*;
 
-use crate::storage::{axpy, dot};
+use crate::storage::{Mat, MatMut, axpy, dot, fast_exp, matmul};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Heads {
@@ -70,36 +72,81 @@ pub fn check_segments(segments: &[(usize, usize)], tokens: usize) -> Result<(), 
     Ok(())
 }
 
+/// Query rows per block: the score block is `BLOCK x keys`, so memory stays bounded for
+/// long documents.
+const BLOCK: usize = 64;
+
+/// Views of one segment's q, k and v heads inside `qkv` (rows are tokens).
+struct SegmentViews<'a> {
+    seg: &'a [f32],
+    heads: Heads,
+}
+
+impl<'a> SegmentViews<'a> {
+    fn rows(&self, offset: usize, first: usize, rows: usize) -> Mat<'a> {
+        let w = self.heads.qkv_width();
+        Mat { data: self.seg, offset: first * w + offset, rows, cols: self.heads.head_dim, row_stride: w, col_stride: 1 }
+    }
+    fn q(&self, h: usize, first: usize, rows: usize) -> Mat<'a> {
+        self.rows(self.heads.q(h), first, rows)
+    }
+    fn k(&self, g: usize, rows: usize) -> Mat<'a> {
+        self.rows(self.heads.k(g), 0, rows)
+    }
+    fn v(&self, g: usize, rows: usize) -> Mat<'a> {
+        self.rows(self.heads.v(g), 0, rows)
+    }
+}
+
+/// Turns scores `s[r][j]` of query `first + r` into probabilities over keys `j <= first + r`
+/// (zero beyond), given each query's log-sum-exp, or computing it into `lse` when `None`.
+fn softmax_rows(scores: &mut [f32], keys: usize, first: usize, scale: f32, lse: &mut [f32], known: bool) {
+    for (r, row) in scores.chunks_mut(keys).enumerate() {
+        let visible = first + r + 1;
+        let (row, masked) = row.split_at_mut(visible);
+        masked.fill(0.0);
+        if known {
+            let l = lse[r];
+            for x in row.iter_mut() {
+                *x = fast_exp(*x * scale - l);
+            }
+        } else {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) * scale;
+            let mut sum = 0f32;
+            for x in row.iter_mut() {
+                *x = fast_exp(*x * scale - max);
+                sum += *x;
+            }
+            let inv = 1.0 / sum;
+            row.iter_mut().for_each(|x| *x *= inv);
+            lse[r] = max + sum.ln();
+        }
+    }
+}
+
 pub fn forward(qkv: &[f32], heads: Heads, segments: &[(usize, usize)], scale: f32, out: &mut [f32], lse: &mut [f32]) {
-    let (w, d) = (heads.qkv_width(), heads.head_dim);
+    let (w, d, hq) = (heads.qkv_width(), heads.head_dim, heads.q_heads);
     out.fill(0.0);
     lse.fill(0.0);
     let outs = split_segments(out, heads.out_width(), segments);
-    let lses = split_segments(lse, heads.q_heads, segments);
+    let lses = split_segments(lse, hq, segments);
     outs.into_par_iter().zip(lses).zip(segments.par_iter()).for_each(|((out, lse), &(start, len))| {
-        let seg = &qkv[start * w..(start + len) * w];
-        let mut scores = vec![0f32; len];
-        for h in 0..heads.q_heads {
+        let views = SegmentViews { seg: &qkv[start * w..(start + len) * w], heads };
+        let mut scores = vec![0f32; BLOCK.min(len) * len];
+        let mut block_lse = vec![0f32; BLOCK];
+        for h in 0..hq {
             let g = h / heads.group();
-            for i in 0..len {
-                let q = &seg[i * w + heads.q(h)..][..d];
-                let mut max = f32::NEG_INFINITY;
-                for j in 0..=i {
-                    let s = scale * dot(q, &seg[j * w + heads.k(g)..][..d]);
-                    scores[j] = s;
-                    max = max.max(s);
+            for first in (0..len).step_by(BLOCK) {
+                let rows = BLOCK.min(len - first);
+                let keys = first + rows;
+                let s = &mut scores[..rows * keys];
+                matmul(MatMut::dense(s, rows, keys), views.q(h, first, rows), views.k(g, keys).t(), false, 1.0);
+                softmax_rows(s, keys, first, scale, &mut block_lse, false);
+                let dst = MatMut::rows(out, (first * hq + h) * d, rows, d, hq * d);
+                matmul(dst, Mat::dense(s, rows, keys), views.v(g, keys), false, 1.0);
+                for r in 0..rows {
+                    lse[(first + r) * hq + h] = block_lse[r];
                 }
-                let o = &mut out[(i * heads.q_heads + h) * d..][..d];
-                let mut sum = 0f32;
-                for j in 0..=i {
-                    let p = (scores[j] - max).exp();
-                    sum += p;
-                    axpy(p, &seg[j * w + heads.v(g)..][..d], o);
-                }
-                for x in o.iter_mut() {
-                    *x /= sum;
-                }
-                lse[i * heads.q_heads + h] = max + sum.ln();
             }
         }
     });
@@ -118,33 +165,56 @@ pub fn backward(
     scale: f32,
     dqkv: &mut [f32],
 ) {
-    let (w, d, ow) = (heads.qkv_width(), heads.head_dim, heads.out_width());
+    let (w, d, hq, ow) = (heads.qkv_width(), heads.head_dim, heads.q_heads, heads.out_width());
     dqkv.fill(0.0);
     let pieces = split_segments(dqkv, w, segments);
     pieces.into_par_iter().zip(segments.par_iter()).for_each(|(dseg, &(start, len))| {
-        let seg = &qkv[start * w..(start + len) * w];
+        let views = SegmentViews { seg: &qkv[start * w..(start + len) * w], heads };
+        let dout_seg = &dout[start * ow..(start + len) * ow];
+        let mut p = vec![0f32; BLOCK.min(len) * len];
+        let mut dp = vec![0f32; BLOCK.min(len) * len];
         let mut delta = vec![0f32; len];
-        for h in 0..heads.q_heads {
+        let mut block_lse = vec![0f32; BLOCK];
+        for h in 0..hq {
             let g = h / heads.group();
             for i in 0..len {
                 let t = (start + i) * ow + h * d;
                 delta[i] = dot(&dout[t..t + d], &out[t..t + d]);
             }
-            for i in 0..len {
-                let t = (start + i) * ow + h * d;
-                let dout_i = &dout[t..t + d];
-                let lse_i = lse[(start + i) * heads.q_heads + h];
-                let q_i = &seg[i * w + heads.q(h)..][..d];
-                for j in 0..=i {
-                    let k_j = &seg[j * w + heads.k(g)..][..d];
-                    let v_j = &seg[j * w + heads.v(g)..][..d];
-                    let p = (scale * dot(q_i, k_j) - lse_i).exp();
-                    let ds = p * (dot(dout_i, v_j) - delta[i]);
-                    axpy(p, dout_i, &mut dseg[j * w + heads.v(g)..][..d]);
-                    axpy(scale * ds, k_j, &mut dseg[i * w + heads.q(h)..][..d]);
-                    // q_i is read from the input, so the borrow of dseg is for dk only.
-                    axpy(scale * ds, q_i, &mut dseg[j * w + heads.k(g)..][..d]);
+            let dout_rows = |first: usize, rows: usize| Mat {
+                data: dout_seg,
+                offset: first * ow + h * d,
+                rows,
+                cols: d,
+                row_stride: ow,
+                col_stride: 1,
+            };
+            for first in (0..len).step_by(BLOCK) {
+                let rows = BLOCK.min(len - first);
+                let keys = first + rows;
+                let (p, dp) = (&mut p[..rows * keys], &mut dp[..rows * keys]);
+                for r in 0..rows {
+                    block_lse[r] = lse[(start + first + r) * hq + h];
                 }
+                matmul(MatMut::dense(p, rows, keys), views.q(h, first, rows), views.k(g, keys).t(), false, 1.0);
+                softmax_rows(p, keys, first, scale, &mut block_lse, true);
+                matmul(MatMut::dense(dp, rows, keys), dout_rows(first, rows), views.v(g, keys).t(), false, 1.0);
+                // dS = P (dP - delta) * scale, zero where P is masked.
+                for r in 0..rows {
+                    let dl = delta[first + r];
+                    let (pr, dr) = (&p[r * keys..(r + 1) * keys], &mut dp[r * keys..(r + 1) * keys]);
+                    for j in 0..keys {
+                        dr[j] = pr[j] * (dr[j] - dl) * scale;
+                    }
+                }
+                let (p_mat, ds) = (Mat::dense(p, rows, keys), Mat::dense(dp, rows, keys));
+                // dV_g += Pᵀ dO, dQ_h += dS K_g, dK_g += dSᵀ Q_h
+                let dv = MatMut::rows(dseg, heads.v(g), keys, d, w);
+                matmul(dv, p_mat.t(), dout_rows(first, rows), true, 1.0);
+                let dq = MatMut::rows(dseg, first * w + heads.q(h), rows, d, w);
+                matmul(dq, ds, views.k(g, keys), true, 1.0);
+                let dk = MatMut::rows(dseg, heads.k(g), keys, d, w);
+                matmul(dk, ds.t(), views.q(h, first, rows), true, 1.0);
             }
         }
     });

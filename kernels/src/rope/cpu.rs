@@ -2,7 +2,9 @@
 //! rotated together are (i, i + D/2) of each head, so checkpoints interoperate.
 //!
 //! x: `[tokens, heads, head_dim]`; each token has its own position (positions restart
-//! per packed document). `inverse` rotates by the negative angle, which is the backward.
+//! per packed document). Only the first `rotated` heads turn (queries and keys of a
+//! fused projection); the others (values) pass through. `inverse` rotates by the
+//! negative angle, which is the backward.
 
 use rayon::prelude::*;
 
@@ -36,7 +38,16 @@ impl RopeTable {
     }
 }
 
-pub fn apply(x: &[f32], heads: usize, table: &RopeTable, positions: &[u32], inverse: bool, y: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+pub fn apply(
+    x: &[f32],
+    heads: usize,
+    rotated: usize,
+    table: &RopeTable,
+    positions: &[u32],
+    inverse: bool,
+    y: &mut [f32],
+) {
     let d = table.head_dim;
     let half = d / 2;
     let token = heads * d;
@@ -44,7 +55,11 @@ pub fn apply(x: &[f32], heads: usize, table: &RopeTable, positions: &[u32], inve
         let cos = &table.cos[p as usize * half..(p as usize + 1) * half];
         let sin = &table.sin[p as usize * half..(p as usize + 1) * half];
         let sign = if inverse { -1.0 } else { 1.0 };
-        for (y, x) in y.chunks_mut(d).zip(x.chunks(d)) {
+        for (h, (y, x)) in y.chunks_mut(d).zip(x.chunks(d)).enumerate() {
+            if h >= rotated {
+                y.copy_from_slice(x);
+                continue;
+            }
             for i in 0..half {
                 let (a, b) = (x[i], x[i + half]);
                 let s = sign * sin[i];

@@ -13,13 +13,21 @@ use crate::storage::f32s;
 
 /// Rotates `x` (`[tokens, heads, head_dim]`) by each token's position.
 pub fn rope(x: &Tensor, table: &Arc<RopeTable>, positions: &Arc<Vec<u32>>) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(Rope { table: table.clone(), positions: positions.clone(), inverse: false })
+    rope_heads(x, x.dim(1)?, table, positions)
+}
+
+/// Rotates the first `rotated` heads of `x` (`[tokens, heads, head_dim]`), passing the
+/// others through: for a fused q|k|v projection, `rotated` is the query and key heads.
+pub fn rope_heads(x: &Tensor, rotated: usize, table: &Arc<RopeTable>, positions: &Arc<Vec<u32>>) -> Result<Tensor> {
+    let op = Rope { table: table.clone(), positions: positions.clone(), rotated, inverse: false };
+    x.contiguous()?.apply_op1(op)
 }
 
 #[derive(Clone)]
 struct Rope {
     table: Arc<RopeTable>,
     positions: Arc<Vec<u32>>,
+    rotated: usize,
     inverse: bool,
 }
 
@@ -45,7 +53,7 @@ impl CustomOp1 for Rope {
             }
         }
         let mut y = vec![0f32; x.len()];
-        cpu::apply(x, heads, &self.table, &self.positions, self.inverse, &mut y);
+        cpu::apply(x, heads, self.rotated, &self.table, &self.positions, self.inverse, &mut y);
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -95,6 +103,19 @@ mod tests {
             check_grads(&fused, &slow, &[&x], seed, 1e-5)?;
         }
         Ok(())
+    }
+
+    #[test]
+    fn heads_past_the_rotated_ones_pass_through() -> Result<()> {
+        let seed = fresh_seed();
+        let table = Arc::new(RopeTable::new(8, 10000.0, 64));
+        let positions: Vec<u32> = (0..10).collect();
+        let x = Var::from_tensor(&random(seed, &[10, 5, 8])?)?;
+        let fused = rope_heads(&x, 3, &table, &Arc::new(positions.clone()))?;
+        let turned = reference(&x.narrow(1, 0, 3)?, &table, &positions)?;
+        let slow = Tensor::cat(&[&turned, &x.narrow(1, 3, 2)?], 1)?;
+        assert_close(&fused, &slow, 1e-6)?;
+        check_grads(&fused, &slow, &[&x], seed, 1e-5)
     }
 
     #[test]

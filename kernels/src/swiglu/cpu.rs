@@ -1,33 +1,32 @@
-//! SwiGLU in plain loops: y = silu(gate) * up, with silu(g) = g σ(g).
+//! SwiGLU in plain loops over a fused gate|up row: y = silu(gate) * up, with
+//! silu(g) = g σ(g).
 
 use rayon::prelude::*;
-
-const CHUNK: usize = 4096;
 
 #[inline]
 fn sigmoid(g: f32) -> f32 {
     1.0 / (1.0 + (-g).exp())
 }
 
-pub fn forward(gate: &[f32], up: &[f32], y: &mut [f32]) {
-    y.par_chunks_mut(CHUNK).zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK))).for_each(|(y, (g, u))| {
-        for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
-            *y = g * sigmoid(g) * u;
+/// `x` holds rows of `2f` (gate then up); `y` rows of `f`.
+pub fn forward(x: &[f32], f: usize, y: &mut [f32]) {
+    y.par_chunks_mut(f).zip(x.par_chunks(2 * f)).for_each(|(y, x)| {
+        let (g, u) = x.split_at(f);
+        for i in 0..f {
+            y[i] = g[i] * sigmoid(g[i]) * u[i];
         }
     });
 }
 
 /// d gate = dy · up · σ(g)(1 + g(1 - σ(g))), d up = dy · silu(g).
-pub fn backward(gate: &[f32], up: &[f32], dy: &[f32], dgate: &mut [f32], dup: &mut [f32]) {
-    dgate
-        .par_chunks_mut(CHUNK)
-        .zip(dup.par_chunks_mut(CHUNK))
-        .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)).zip(dy.par_chunks(CHUNK)))
-        .for_each(|((dg, du), ((g, u), dy))| {
-            for i in 0..g.len() {
-                let s = sigmoid(g[i]);
-                dg[i] = dy[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
-                du[i] = dy[i] * g[i] * s;
-            }
-        });
+pub fn backward(x: &[f32], f: usize, dy: &[f32], dx: &mut [f32]) {
+    dx.par_chunks_mut(2 * f).zip(x.par_chunks(2 * f)).zip(dy.par_chunks(f)).for_each(|((dx, x), dy)| {
+        let (g, u) = x.split_at(f);
+        let (dg, du) = dx.split_at_mut(f);
+        for i in 0..f {
+            let s = sigmoid(g[i]);
+            dg[i] = dy[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
+            du[i] = dy[i] * g[i] * s;
+        }
+    });
 }

@@ -1,63 +1,58 @@
 //! SwiGLU, `silu(gate) * up`, as one candle op with backward: one pass instead of the
 //! three (sigmoid, two products) a composition makes over the intermediate activations.
+//! The input is the fused gate|up projection (`[rows, 2F]`, gate first), so the MLP's
+//! two input matrices are one matmul.
 
 pub mod cpu;
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
 use crate::storage::f32s;
 
-pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
-    gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)
+/// `silu(gate) * up` of a fused `[rows, 2F]` projection; returns `[rows, F]`.
+pub fn swiglu(gate_up: &Tensor) -> Result<Tensor> {
+    gate_up.contiguous()?.apply_op1(SwiGlu)
 }
 
 struct SwiGlu;
 
-impl CustomOp2 for SwiGlu {
+impl CustomOp1 for SwiGlu {
     fn name(&self) -> &'static str {
         "swiglu"
     }
 
-    fn cpu_fwd(&self, gs: &CpuStorage, gl: &Layout, us: &CpuStorage, ul: &Layout) -> Result<(CpuStorage, Shape)> {
-        if gl.dims() != ul.dims() {
-            bail!("swiglu: gate {:?} and up {:?} differ", gl.dims(), ul.dims());
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32s(s, l, self.name())?;
+        let &[rows, width] = l.dims() else {
+            bail!("swiglu: expects [rows, 2F], got {:?}", l.dims());
+        };
+        if width % 2 != 0 {
+            bail!("swiglu: width {width} is not gate|up");
         }
-        let (g, u) = (f32s(gs, gl, self.name())?, f32s(us, ul, self.name())?);
-        let mut y = vec![0f32; g.len()];
-        cpu::forward(g, u, &mut y);
-        Ok((CpuStorage::F32(y), gl.shape().clone()))
+        let f = width / 2;
+        let mut y = vec![0f32; rows * f];
+        cpu::forward(x, f, &mut y);
+        Ok((CpuStorage::F32(y), Shape::from((rows, f))))
     }
 
-    fn bwd(&self, gate: &Tensor, up: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let both = gate.apply_op3_no_bwd(up, &dy.contiguous()?, &SwiGluBackward)?;
-        let n = gate.elem_count();
-        let dgate = both.narrow(0, 0, n)?.reshape(gate.shape())?;
-        let dup = both.narrow(0, n, n)?.reshape(up.shape())?;
-        Ok((Some(dgate), Some(dup)))
+    fn bwd(&self, gate_up: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(gate_up.apply_op2_no_bwd(&dy.contiguous()?, &SwiGluBackward)?))
     }
 }
 
 struct SwiGluBackward;
 
-impl CustomOp3 for SwiGluBackward {
+impl CustomOp2 for SwiGluBackward {
     fn name(&self) -> &'static str {
         "swiglu-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        gs: &CpuStorage,
-        gl: &Layout,
-        us: &CpuStorage,
-        ul: &Layout,
-        ds: &CpuStorage,
-        dl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (g, u, dy) = (f32s(gs, gl, self.name())?, f32s(us, ul, self.name())?, f32s(ds, dl, self.name())?);
-        let mut out = vec![0f32; 2 * g.len()];
-        let (dg, du) = out.split_at_mut(g.len());
-        cpu::backward(g, u, dy, dg, du);
-        Ok((CpuStorage::F32(out), Shape::from(2 * g.len())))
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ds: &CpuStorage, dl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (x, dy) = (f32s(xs, xl, self.name())?, f32s(ds, dl, self.name())?);
+        let f = xl.dims()[1] / 2;
+        let mut dx = vec![0f32; x.len()];
+        cpu::backward(x, f, dy, &mut dx);
+        Ok((CpuStorage::F32(dx), xl.shape().clone()))
     }
 }
 
@@ -70,14 +65,14 @@ mod tests {
     #[test]
     fn values_and_gradients_match_the_composition() -> Result<()> {
         let seed = fresh_seed();
-        for dims in [[1usize, 1], [7, 13], [300, 129]] {
-            let g = Var::from_tensor(&(random(seed, &dims)? * 4.0)?)?;
-            let u = Var::from_tensor(&random(seed + 1, &dims)?)?;
-            let fused = swiglu(&g, &u)?;
+        for (rows, f) in [(1usize, 1usize), (7, 13), (300, 129)] {
+            let x = Var::from_tensor(&(random(seed, &[rows, 2 * f])? * 4.0)?)?;
+            let fused = swiglu(&x)?;
             // silu(g) = g / (1 + exp(-g)), from differentiable primitives
-            let slow = ((g.as_tensor() * (g.neg()?.exp()? + 1.0)?.recip()?)? * u.as_tensor())?;
+            let (g, u) = (x.narrow(1, 0, f)?, x.narrow(1, f, f)?);
+            let slow = ((&g * (g.neg()?.exp()? + 1.0)?.recip()?)? * u)?;
             assert_close(&fused, &slow, 1e-6)?;
-            check_grads(&fused, &slow, &[&g, &u], seed, 1e-5)?;
+            check_grads(&fused, &slow, &[&x], seed, 1e-5)?;
         }
         Ok(())
     }

@@ -61,6 +61,9 @@ pub struct Params {
     /// Write the column-by-column steps before each annotation (`false`: GSM8K's bare
     /// `<<a*b=c>>c` annotations).
     pub steps: bool,
+    /// Start the steps of each operation by restating it (`47+85:`), so every step
+    /// reads its digits from the same canonical layout, whatever the question's words.
+    pub restate: bool,
 }
 
 impl Default for Params {
@@ -77,6 +80,7 @@ impl Default for Params {
             count: 10_000,
             digits: [1, 2],
             steps: true,
+            restate: true,
         }
     }
 }
@@ -180,7 +184,12 @@ pub fn generate(params: &Params, seed: u64, id: u64) -> Problem {
     let mut solution = String::new();
     for step in &chain {
         if params.steps {
-            solution.push_str(&steps(step.a, step.op, step.b).expect("drawn operations are exact"));
+            let written = steps(step.a, step.op, step.b).expect("drawn operations are exact");
+            if params.restate {
+                let separator = if written.contains('\n') { '\n' } else { ' ' };
+                solution.push_str(&format!("{}{}{}:{separator}", step.a, step.op.symbol(), step.b));
+            }
+            solution.push_str(&written);
             solution.push('\n');
         }
         solution.push_str(&step.sentence(&annotation(step.a, step.op, step.b, step.result)));

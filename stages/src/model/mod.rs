@@ -1,0 +1,262 @@
+//! A Qwen2-architecture decoder: token embedding, pre-norm blocks of grouped-query
+//! attention (q/k/v biases, rotary embedding) and a SwiGLU MLP, a final RMSNorm and a
+//! tied or untied output head.
+//!
+//! Packed rows run as one sequence of tokens in which each document is a segment:
+//! attention never crosses a segment and positions restart in each. The q/k/v and
+//! gate/up projections are held fused (one matmul each); checkpoints split them into
+//! Hugging Face's tensor names.
+
+pub mod checkpoint;
+pub mod config;
+pub mod generate;
+
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use kiln_kernels::attention::{Heads, attention};
+use kiln_kernels::rms_norm::rms_norm;
+use kiln_kernels::rope::{RopeTable, rope_heads};
+use kiln_kernels::swiglu::swiglu;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+pub use config::Qwen2Config;
+
+/// One transformer block's weights.
+#[derive(Clone)]
+pub struct Block {
+    pub input_norm: Tensor,
+    /// `[(q_heads + 2 kv_heads) * head_dim, hidden]`
+    pub qkv_weight: Tensor,
+    pub qkv_bias: Tensor,
+    pub o_weight: Tensor,
+    pub post_norm: Tensor,
+    /// `[2 * intermediate, hidden]`, gate rows first.
+    pub gate_up_weight: Tensor,
+    pub down_weight: Tensor,
+}
+
+#[derive(Clone)]
+pub struct Model {
+    pub config: Qwen2Config,
+    pub embed: Tensor,
+    pub blocks: Vec<Block>,
+    pub norm: Tensor,
+    /// `None` when the head is tied to the embedding.
+    pub lm_head: Option<Tensor>,
+    pub rope: Arc<RopeTable>,
+}
+
+/// The tokens of one forward pass: documents laid end to end.
+pub struct Tokens {
+    pub ids: Tensor,
+    pub positions: Arc<Vec<u32>>,
+    pub segments: Arc<Vec<(usize, usize)>>,
+}
+
+impl Tokens {
+    pub fn new(ids: Vec<u32>, positions: Vec<u32>, segments: Vec<(usize, usize)>) -> Result<Self> {
+        let n = ids.len();
+        Ok(Tokens {
+            ids: Tensor::from_vec(ids, n, &Device::Cpu)?,
+            positions: Arc::new(positions),
+            segments: Arc::new(segments),
+        })
+    }
+}
+
+impl Model {
+    pub fn heads(&self) -> Heads {
+        Self::heads_of(&self.config)
+    }
+
+    pub fn heads_of(config: &Qwen2Config) -> Heads {
+        Heads {
+            q_heads: config.num_attention_heads,
+            kv_heads: config.num_key_value_heads,
+            head_dim: config.head_dim(),
+        }
+    }
+
+    /// Fresh weights: normal(0, initializer_range) matrices and embedding, zero biases,
+    /// unit norms, drawn from `seed` in a fixed order.
+    pub fn init(config: &Qwen2Config, seed: u64) -> Result<(Model, Vec<Var>)> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let normal = Normal::new(0.0f32, config.initializer_range as f32).expect("valid std");
+        let mut vars = Vec::new();
+        let mut draw = |dims: &[usize], kind: Init| -> Result<Tensor> {
+            let n: usize = dims.iter().product();
+            let values: Vec<f32> = match kind {
+                Init::Normal => (0..n).map(|_| normal.sample(&mut rng)).collect(),
+                Init::Zeros => vec![0.0; n],
+                Init::Ones => vec![1.0; n],
+            };
+            let var = Var::from_vec(values, dims, &Device::Cpu)?;
+            let tensor = var.as_tensor().clone();
+            vars.push(var);
+            Ok(tensor)
+        };
+        let (h, f) = (config.hidden_size, config.intermediate_size);
+        let heads = Self::heads_of(config);
+        let embed = draw(&[config.vocab_size, h], Init::Normal)?;
+        let mut blocks = Vec::new();
+        for _ in 0..config.num_hidden_layers {
+            blocks.push(Block {
+                input_norm: draw(&[h], Init::Ones)?,
+                qkv_weight: draw(&[heads.qkv_width(), h], Init::Normal)?,
+                qkv_bias: draw(&[heads.qkv_width()], Init::Zeros)?,
+                o_weight: draw(&[h, heads.out_width()], Init::Normal)?,
+                post_norm: draw(&[h], Init::Ones)?,
+                gate_up_weight: draw(&[2 * f, h], Init::Normal)?,
+                down_weight: draw(&[h, f], Init::Normal)?,
+            });
+        }
+        let norm = draw(&[h], Init::Ones)?;
+        let lm_head = if config.tie_word_embeddings { None } else { Some(draw(&[config.vocab_size, h], Init::Normal)?) };
+        let model = Model::from_parts(config.clone(), embed, blocks, norm, lm_head);
+        Ok((model, vars))
+    }
+
+    pub fn from_parts(config: Qwen2Config, embed: Tensor, blocks: Vec<Block>, norm: Tensor, lm_head: Option<Tensor>) -> Model {
+        let rope =
+            Arc::new(RopeTable::new(config.head_dim(), config.rope_theta as f32, config.max_position_embeddings));
+        Model { config, embed, blocks, norm, lm_head, rope }
+    }
+
+    /// Every parameter in a fixed order, with whether weight decay applies to it
+    /// (matrices yes; norms, biases and the embedding no).
+    pub fn parameters(&self) -> Vec<(&Tensor, bool)> {
+        let mut out = vec![(&self.embed, false)];
+        for b in &self.blocks {
+            out.extend([
+                (&b.input_norm, false),
+                (&b.qkv_weight, true),
+                (&b.qkv_bias, false),
+                (&b.o_weight, true),
+                (&b.post_norm, false),
+                (&b.gate_up_weight, true),
+                (&b.down_weight, true),
+            ]);
+        }
+        out.push((&self.norm, false));
+        if let Some(head) = &self.lm_head {
+            out.push((head, true));
+        }
+        out
+    }
+
+    pub fn parameter_count(&self) -> usize {
+        self.parameters().iter().map(|(t, _)| t.elem_count()).sum()
+    }
+
+    fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+        x.matmul(&weight.t()?)
+    }
+
+    /// The final normed hidden states of every token, `[tokens, hidden]`. `on_qkv`
+    /// sees each block's rotated q|k|v projection (for filling a decoding cache).
+    pub fn hidden(&self, tokens: &Tokens, mut on_qkv: impl FnMut(usize, &Tensor) -> Result<()>) -> Result<Tensor> {
+        let eps = self.config.rms_norm_eps as f32;
+        let heads = self.heads();
+        let n = tokens.positions.len();
+        let mut x = self.embed.index_select(&tokens.ids, 0)?;
+        for (i, b) in self.blocks.iter().enumerate() {
+            let h = rms_norm(&x, &b.input_norm, eps)?;
+            let qkv = Self::linear(&h, &b.qkv_weight)?.broadcast_add(&b.qkv_bias)?;
+            let qkv = qkv.reshape((n, heads.q_heads + 2 * heads.kv_heads, heads.head_dim))?;
+            let qkv = rope_heads(&qkv, heads.q_heads + heads.kv_heads, &self.rope, &tokens.positions)?;
+            on_qkv(i, &qkv)?;
+            let a = attention(&qkv, heads, &tokens.segments)?;
+            x = (x + Self::linear(&a, &b.o_weight)?)?;
+            let h = rms_norm(&x, &b.post_norm, eps)?;
+            let m = swiglu(&Self::linear(&h, &b.gate_up_weight)?)?;
+            x = (x + Self::linear(&m, &b.down_weight)?)?;
+        }
+        rms_norm(&x, &self.norm, eps)
+    }
+
+    /// Logits of hidden states, `[rows, vocab]`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Self::linear(hidden, self.lm_head.as_ref().unwrap_or(&self.embed))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Init {
+    Normal,
+    Zeros,
+    Ones,
+}
+
+/// Ids as a tensor for `index_select`.
+pub fn index_tensor(indices: &[u32]) -> Result<Tensor> {
+    Tensor::from_slice(indices, indices.len(), &Device::Cpu)
+}
+
+/// A zero tensor of f32, for tests.
+pub fn zeros(dims: &[usize]) -> Result<Tensor> {
+    Tensor::zeros(dims, DType::F32, &Device::Cpu)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn tiny_config() -> Qwen2Config {
+        Qwen2Config {
+            architectures: vec!["Qwen2ForCausalLM".into()],
+            model_type: "qwen2".into(),
+            hidden_size: 16,
+            intermediate_size: 24,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            rope_theta: 10000.0,
+            rms_norm_eps: 1e-6,
+            vocab_size: 11,
+            tie_word_embeddings: true,
+            max_position_embeddings: 64,
+            hidden_act: "silu".into(),
+            bos_token_id: None,
+            eos_token_id: None,
+            torch_dtype: "float32".into(),
+            use_sliding_window: false,
+            attention_dropout: 0.0,
+            initializer_range: 0.2,
+        }
+    }
+
+    /// Two documents packed together give each the hidden states it has alone: no
+    /// attention crosses a segment and positions restart.
+    #[test]
+    fn packed_documents_do_not_see_each_other() -> Result<()> {
+        let (model, _) = Model::init(&tiny_config(), 3)?;
+        let a = [1u32, 5, 7, 2];
+        let b = [3u32, 3, 9];
+        let alone = |ids: &[u32]| -> Result<Vec<f32>> {
+            let t = Tokens::new(ids.to_vec(), (0..ids.len() as u32).collect(), vec![(0, ids.len())])?;
+            model.hidden(&t, |_, _| Ok(()))?.flatten_all()?.to_vec1()
+        };
+        let ids: Vec<u32> = a.iter().chain(&b).copied().collect();
+        let positions = vec![0, 1, 2, 3, 0, 1, 2];
+        let packed = Tokens::new(ids, positions, vec![(0, 4), (4, 3)])?;
+        let both: Vec<f32> = model.hidden(&packed, |_, _| Ok(()))?.flatten_all()?.to_vec1()?;
+        let expected: Vec<f32> = alone(&a)?.into_iter().chain(alone(&b)?).collect();
+        for (x, y) in both.iter().zip(&expected) {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_parameter_count_follows_the_config() -> Result<()> {
+        let c = tiny_config();
+        let (model, vars) = Model::init(&c, 1)?;
+        let per_block = 16 + (8 * 4 * 16 + 8 * 4) + 16 * 16 + 16 + 2 * 24 * 16 + 16 * 24;
+        assert_eq!(model.parameter_count(), 11 * 16 + 2 * per_block + 16);
+        assert_eq!(vars.len(), model.parameters().len());
+        Ok(())
+    }
+}
