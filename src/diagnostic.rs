@@ -21,19 +21,11 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(message: impl Into<String>, span: Span) -> Self {
-        Diagnostic {
-            message: message.into(),
-            span: Some(span),
-            notes: Vec::new(),
-        }
+        Diagnostic { message: message.into(), span: Some(span), notes: Vec::new() }
     }
 
     pub fn without_span(message: impl Into<String>) -> Self {
-        Diagnostic {
-            message: message.into(),
-            span: None,
-            notes: Vec::new(),
-        }
+        Diagnostic { message: message.into(), span: None, notes: Vec::new() }
     }
 
     pub fn note(mut self, note: impl Into<String>) -> Self {
@@ -55,11 +47,7 @@ impl Diagnostic {
             // The caret covers the span on its first line, at least one character.
             let line_end = source.offset(line + 1, 0).min(source.text.len());
             let end = span.end.min(line_end).max(span.start);
-            let width = source.text[span.start..end]
-                .trim_end_matches(['\n', '\r'])
-                .chars()
-                .count()
-                .max(1);
+            let width = source.text[span.start..end].trim_end_matches(['\n', '\r']).chars().count().max(1);
             let _ = writeln!(out, "{pad} │ {}{}", " ".repeat(col - 1), "^".repeat(width));
         }
         for note in &self.notes {
@@ -101,10 +89,7 @@ impl fmt::Display for Diagnostics {
 impl std::error::Error for Diagnostics {}
 
 /// The candidate closest to `name`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(name, c), c))
@@ -115,9 +100,7 @@ pub fn did_you_mean<'a>(
 
 /// `. Did you mean `x`?` or nothing.
 pub fn suggestion<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    did_you_mean(name, candidates)
-        .map(|c| format!(". Did you mean `{c}`?"))
-        .unwrap_or_default()
+    did_you_mean(name, candidates).map(|c| format!(". Did you mean `{c}`?")).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -128,16 +111,10 @@ mod tests {
     #[test]
     fn renders_like_just() {
         let mut sources = Sources::default();
-        let id = sources.add(Source::new(
-            "p.yaml",
-            None,
-            "stages:\n  x:\n    uses: tokenise\n".into(),
-        ));
+        let id = sources.add(Source::new("p.yaml", None, "stages:\n  x:\n    uses: tokenise\n".into()));
         let start = sources.get(id).text.find("tokenise").unwrap();
-        let d = Diagnostic::new(
-            "unknown stage kind `tokenise`. Did you mean `tokenize`?",
-            Span::new(id, start, start + 8),
-        );
+        let d =
+            Diagnostic::new("unknown stage kind `tokenise`. Did you mean `tokenize`?", Span::new(id, start, start + 8));
         assert_eq!(
             d.render(&sources),
             "error: unknown stage kind `tokenise`. Did you mean `tokenize`?\n ——▶ p.yaml:3:11\n  │\n3 │     uses: tokenise\n  │           ^^^^^^^^\n"
@@ -146,14 +123,8 @@ mod tests {
 
     #[test]
     fn suggests_only_near_names() {
-        assert_eq!(
-            did_you_mean("tokenise", ["tokenize", "pack"]),
-            Some("tokenize")
-        );
-        assert_eq!(
-            did_you_mean("sq_len", ["seq_len", "algorithm"]),
-            Some("seq_len")
-        );
+        assert_eq!(did_you_mean("tokenise", ["tokenize", "pack"]), Some("tokenize"));
+        assert_eq!(did_you_mean("sq_len", ["seq_len", "algorithm"]), Some("seq_len"));
         assert_eq!(did_you_mean("zzz", ["tokenize", "pack"]), None);
     }
 }

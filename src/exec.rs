@@ -46,11 +46,7 @@ pub enum ExecError {
     Usage(String),
     /// A stage failed (exit status 1).
     #[error("stage `{stage}` ({kind}) failed: {message}")]
-    Stage {
-        stage: String,
-        kind: String,
-        message: String,
-    },
+    Stage { stage: String, kind: String, message: String },
     #[error("{0}")]
     Io(String),
 }
@@ -76,19 +72,13 @@ impl Reporter for Quiet {
 }
 
 /// The digests of a stage's inputs, from its upstream entries' metadata.
-fn input_digests(
-    stage: &PlannedStage,
-    metas: &[Option<EntryMeta>],
-) -> Option<BTreeMap<String, String>> {
+fn input_digests(stage: &PlannedStage, metas: &[Option<EntryMeta>]) -> Option<BTreeMap<String, String>> {
     stage
         .inputs
         .iter()
         .map(|i| {
             let meta = metas[i.stage].as_ref()?;
-            Some((
-                i.name.to_string(),
-                meta.outputs.get(i.output)?.digest.clone(),
-            ))
+            Some((i.name.to_string(), meta.outputs.get(i.output)?.digest.clone()))
         })
         .collect()
 }
@@ -106,23 +96,14 @@ pub fn status(plan: &Plan, store: &Store, force: &[String]) -> Vec<Status> {
                 let inputs = key_inputs(stage, &digests);
                 let key = key_of(&inputs);
                 match store.meta(&key) {
-                    Some(meta) if !force.contains(&stage.name) => Status::Cached {
-                        key,
-                        meta: Box::new(meta),
-                    },
-                    Some(_) => Status::WillRun {
-                        key: Some(key),
-                        reason: "forced".into(),
-                    },
+                    Some(meta) if !force.contains(&stage.name) => Status::Cached { key, meta: Box::new(meta) },
+                    Some(_) => Status::WillRun { key: Some(key), reason: "forced".into() },
                     None => {
                         let reason = previous()
                             .and_then(|old| first_difference(&old, &inputs))
                             .map(|d| describe_change(plan, stage, &d))
                             .unwrap_or_else(|| "not cached".into());
-                        Status::WillRun {
-                            key: Some(key),
-                            reason,
-                        }
+                        Status::WillRun { key: Some(key), reason }
                     }
                 }
             }
@@ -137,8 +118,7 @@ pub fn status(plan: &Plan, store: &Store, force: &[String]) -> Vec<Status> {
                 let own = key_inputs(stage, &BTreeMap::new());
                 let reason = previous()
                     .and_then(|mut old| {
-                        old.as_object_mut()?
-                            .insert("inputs".into(), serde_json::json!({}));
+                        old.as_object_mut()?.insert("inputs".into(), serde_json::json!({}));
                         first_difference(&old, &own)
                     })
                     .map(|d| describe_change(plan, stage, &d))
@@ -160,10 +140,7 @@ fn describe_change(plan: &Plan, stage: &PlannedStage, difference: &str) -> Strin
     if let Some(rest) = difference.strip_prefix("inputs.") {
         let name = rest.split_whitespace().next().unwrap_or(rest);
         if let Some(input) = stage.inputs.iter().find(|i| i.name == name) {
-            return format!(
-                "input `{name}` changed (from `{}`)",
-                plan.stages[input.stage].name
-            );
+            return format!("input `{name}` changed (from `{}`)", plan.stages[input.stage].name);
         }
     }
     difference.to_string()
@@ -239,10 +216,7 @@ pub fn run(
 
     let mut manifest = empty_manifest(plan);
     let runs_dir = store.runs_dir();
-    let save = |m: &Manifest| {
-        m.save(&runs_dir)
-            .map_err(|e| ExecError::Io(format!("writing the run manifest: {e}")))
-    };
+    let save = |m: &Manifest| m.save(&runs_dir).map_err(|e| ExecError::Io(format!("writing the run manifest: {e}")));
     if let Err(e) = save(&manifest) {
         return Err((manifest, e));
     }
@@ -266,9 +240,7 @@ pub fn run(
                             record
                         }
                         _ if !chosen[i] => skipped(stage),
-                        _ => match compute(
-                            plan, store, stage, &key, inputs, &metas, forced, reporter,
-                        ) {
+                        _ => match compute(plan, store, stage, &key, inputs, &metas, forced, reporter) {
                             Ok((record, meta)) => {
                                 metas[i] = Some(meta);
                                 record
@@ -290,11 +262,7 @@ pub fn run(
         manifest.stages.push(record);
     }
     manifest.finished = Some(runs::now());
-    manifest.status = if failure.is_some() {
-        RunStatus::Failed
-    } else {
-        RunStatus::Ok
-    };
+    manifest.status = if failure.is_some() { RunStatus::Failed } else { RunStatus::Ok };
     let saved = save(&manifest);
     match (failure, saved) {
         (Some(e), _) | (None, Err(e)) => Err((manifest, e)),
@@ -382,20 +350,12 @@ fn compute(
             match store.lock(key) {
                 Ok(lock) => lock,
                 Err(e) => {
-                    return Err(fail(
-                        record,
-                        format!("locking the cache entry: {e}"),
-                        started,
-                    ));
+                    return Err(fail(record, format!("locking the cache entry: {e}"), started));
                 }
             }
         }
         Err(e) => {
-            return Err(fail(
-                record,
-                format!("locking the cache entry: {e}"),
-                started,
-            ));
+            return Err(fail(record, format!("locking the cache entry: {e}"), started));
         }
     };
     // Another run may have written the entry while this one waited.
@@ -407,11 +367,7 @@ fn compute(
     let tmp = match store.fresh_tmp(key) {
         Ok(tmp) => tmp,
         Err(e) => {
-            return Err(fail(
-                record,
-                format!("preparing {}: {e}", store.tmp_dir(key).display()),
-                started,
-            ));
+            return Err(fail(record, format!("preparing {}: {e}", store.tmp_dir(key).display()), started));
         }
     };
     let input_slots: BTreeMap<String, Slot> = stage
@@ -419,16 +375,8 @@ fn compute(
         .iter()
         .map(|i| {
             let upstream = &plan.stages[i.stage];
-            let meta = metas[i.stage]
-                .as_ref()
-                .expect("inputs are cached before a stage runs");
-            let artifact = upstream
-                .outputs
-                .iter()
-                .find(|o| o.name == i.output)
-                .expect("bound")
-                .artifact
-                .clone();
+            let meta = metas[i.stage].as_ref().expect("inputs are cached before a stage runs");
+            let artifact = upstream.outputs.iter().find(|o| o.name == i.output).expect("bound").artifact.clone();
             let slot = Slot {
                 dir: store.entry_dir(&meta.key).join(i.output),
                 artifact,
@@ -453,14 +401,8 @@ fn compute(
     let progress = reporter.started(&stage.name, stage.kind.kind());
     let scratch = store.scratch_dir(key);
     let result = {
-        let mut ctx = StageContext::new(
-            &stage.name,
-            stage.seed,
-            input_slots,
-            output_slots,
-            scratch.clone(),
-            progress.as_ref(),
-        );
+        let mut ctx =
+            StageContext::new(&stage.name, stage.seed, input_slots, output_slots, scratch.clone(), progress.as_ref());
         catch_unwind(AssertUnwindSafe(|| stage.configured.run(&mut ctx)))
     };
     drop(progress);
@@ -477,11 +419,7 @@ fn compute(
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            return Err(fail(
-                record,
-                format!("panicked (this is a bug in kiln, please report it): {what}"),
-                started,
-            ));
+            return Err(fail(record, format!("panicked (this is a bug in kiln, please report it): {what}"), started));
         }
     };
 
@@ -494,22 +432,14 @@ fn compute(
         let (digest, bytes, files) = match describe_output(&dir) {
             Ok(d) => d,
             Err(e) => {
-                return Err(fail(
-                    record,
-                    format!("reading output `{}`: {e}", o.name),
-                    started,
-                ));
+                return Err(fail(record, format!("reading output `{}`: {e}", o.name), started));
             }
         };
         let rows = match &o.artifact {
             Artifact::Table(_) => match TableReader::open(&dir).and_then(|t| t.num_rows()) {
                 Ok(rows) => Some(rows as u64),
                 Err(e) => {
-                    return Err(fail(
-                        record,
-                        format!("output `{}` is not a readable table: {e}", o.name),
-                        started,
-                    ));
+                    return Err(fail(record, format!("output `{}` is not a readable table: {e}", o.name), started));
                 }
             },
             Artifact::Files(_) => None,
@@ -539,11 +469,7 @@ fn compute(
         kiln_version: env!("CARGO_PKG_VERSION").into(),
     };
     if let Err(e) = store.commit(&tmp, &meta) {
-        return Err(fail(
-            record,
-            format!("committing the cache entry: {e}"),
-            started,
-        ));
+        return Err(fail(record, format!("committing the cache entry: {e}"), started));
     }
     let _ = std::fs::remove_dir_all(&scratch);
     drop(lock);

@@ -34,11 +34,7 @@ use diagnostic::Diagnostics;
 use plan::Plan;
 
 /// Reads, resolves and validates a pipeline: all of its errors, or a plan.
-pub fn load_plan(
-    path: &Path,
-    overrides: &[String],
-    registry: &Registry,
-) -> Result<Plan, Diagnostics> {
-    let (spec, sources) = spec::load(path, overrides)?;
-    Plan::new(spec, sources, registry)
+pub fn load_plan(path: &Path, overrides: &[String], registry: &Registry) -> Result<Plan, Diagnostics> {
+    let loaded = spec::load(path, overrides)?;
+    Plan::new(loaded.spec, loaded.sources, loaded.errors, registry)
 }

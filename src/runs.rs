@@ -92,18 +92,13 @@ pub fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-/// A new run id: the UTC time and 4 hex digits, sortable by time.
+/// A new run id: the UTC time to the millisecond and 4 hex digits, sortable by time
+/// (`20261125-175300123-ab12`).
 pub fn new_run_id() -> String {
-    let time = now();
+    let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
     let compact: String = time.chars().filter(|c| c.is_ascii_digit()).collect();
-    let nonce =
-        blake3::hash(format!("{time}{}{:?}", std::process::id(), SystemTime::now()).as_bytes());
-    format!(
-        "{}-{}-{}",
-        &compact[..8],
-        &compact[8..14],
-        &nonce.to_hex()[..4]
-    )
+    let nonce = blake3::hash(format!("{time}{}{:?}", std::process::id(), std::time::Instant::now()).as_bytes());
+    format!("{}-{}-{}", &compact[..8], &compact[8..17], &nonce.to_hex()[..4])
 }
 
 pub fn manifest_path(runs_dir: &Path, id: &str) -> PathBuf {
@@ -116,10 +111,7 @@ impl Manifest {
         let path = manifest_path(runs_dir, &self.id);
         fs::create_dir_all(path.parent().expect("runs/<id>"))?;
         let tmp = path.with_extension("json.tmp");
-        fs::write(
-            &tmp,
-            serde_json::to_string_pretty(self).expect("manifest serializes"),
-        )?;
+        fs::write(&tmp, serde_json::to_string_pretty(self).expect("manifest serializes"))?;
         fs::rename(&tmp, &path)
     }
 
@@ -146,21 +138,13 @@ pub fn list(runs_dir: &Path) -> Vec<String> {
 
 /// The key inputs a stage of this name had in the newest earlier run of the same
 /// pipeline, for explaining what changed.
-pub fn previous_key_inputs(
-    runs_dir: &Path,
-    pipeline: &str,
-    stage: &str,
-) -> Option<serde_json::Value> {
+pub fn previous_key_inputs(runs_dir: &Path, pipeline: &str, stage: &str) -> Option<serde_json::Value> {
     list(runs_dir).into_iter().find_map(|id| {
         let manifest = Manifest::load(runs_dir, &id).ok()?;
         if manifest.pipeline.name != pipeline {
             return None;
         }
-        manifest
-            .stages
-            .into_iter()
-            .find(|s| s.name == stage)
-            .and_then(|s| s.key_inputs)
+        manifest.stages.into_iter().find(|s| s.name == stage).and_then(|s| s.key_inputs)
     })
 }
 
@@ -171,7 +155,7 @@ mod tests {
     #[test]
     fn run_ids_sort_by_time() {
         let id = new_run_id();
-        assert_eq!(id.len(), "20261125-175300-abcd".len());
+        assert_eq!(id.len(), "20261125-175300123-abcd".len());
         assert!(id.starts_with("20"));
     }
 }

@@ -15,11 +15,7 @@ pub struct Span {
 
 impl Span {
     pub fn new(file: FileId, start: usize, end: usize) -> Self {
-        Span {
-            file,
-            start,
-            end: end.max(start),
-        }
+        Span { file, start, end: end.max(start) }
     }
 }
 
@@ -36,24 +32,15 @@ pub struct Source {
 
 impl Source {
     pub fn new(name: impl Into<String>, path: Option<PathBuf>, text: String) -> Self {
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
-        Source {
-            name: name.into(),
-            path,
-            text,
-            line_starts,
-        }
+        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        Source { name: name.into(), path, text, line_starts }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
         let start = self.line_starts[line];
-        let col = self.text[start..offset.min(self.text.len())]
-            .chars()
-            .count();
+        let col = self.text[start..offset.min(self.text.len())].chars().count();
         (line + 1, col + 1)
     }
 
@@ -69,10 +56,7 @@ impl Source {
     /// The text of a 1-based line, without its newline.
     pub fn line(&self, line: usize) -> &str {
         let start = self.line_starts[line - 1];
-        let end = self
-            .line_starts
-            .get(line)
-            .map_or(self.text.len(), |&e| e - 1);
+        let end = self.line_starts.get(line).map_or(self.text.len(), |&e| e - 1);
         self.text[start..end].trim_end_matches('\r')
     }
 }
@@ -96,11 +80,7 @@ impl Sources {
     /// Reads a file; the name shown in messages is the path as given.
     pub fn read(&mut self, path: &Path) -> std::io::Result<FileId> {
         let text = std::fs::read_to_string(path)?;
-        Ok(self.add(Source::new(
-            path.display().to_string(),
-            Some(path.to_path_buf()),
-            text,
-        )))
+        Ok(self.add(Source::new(path.display().to_string(), Some(path.to_path_buf()), text)))
     }
 }
 

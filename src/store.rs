@@ -105,11 +105,7 @@ impl Store {
     fn lock_file(&self, key: &str) -> io::Result<File> {
         let dir = self.root.join("locks");
         fs::create_dir_all(&dir)?;
-        File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(format!("{key}.lock")))
+        File::options().create(true).truncate(false).write(true).open(dir.join(format!("{key}.lock")))
     }
 
     /// Empties the key's tmp folder and returns it (the caller holds the key's lock).
@@ -129,10 +125,7 @@ impl Store {
             File::open(tmp.join(&file))?.sync_all()?;
         }
         let meta_path = tmp.join("meta.json");
-        fs::write(
-            &meta_path,
-            serde_json::to_string_pretty(meta).expect("meta serializes"),
-        )?;
+        fs::write(&meta_path, serde_json::to_string_pretty(meta).expect("meta serializes"))?;
         File::open(&meta_path)?.sync_all()?;
         sync_dir(tmp)?;
         let target = self.entry_dir(&meta.key);
@@ -228,10 +221,7 @@ mod tests {
         store.commit(&tmp, &meta("abc")).unwrap();
         assert_eq!(store.meta("abc").unwrap().key, "abc");
         assert!(!tmp.exists());
-        assert_eq!(
-            fs::read_to_string(store.entry_dir("abc").join("out/a.txt")).unwrap(),
-            "hello"
-        );
+        assert_eq!(fs::read_to_string(store.entry_dir("abc").join("out/a.txt")).unwrap(), "hello");
     }
 
     #[test]

@@ -183,7 +183,13 @@ mod tests {
         let mut out = [10f32; 4];
         let lhs = Mat { data: &a, offset: 0, rows: 2, cols: 3, row_stride: 3, col_stride: 1 };
         let rhs = Mat { data: &b, offset: 0, rows: 2, cols: 3, row_stride: 3, col_stride: 1 }.t();
-        matmul(MatMut { data: &mut out, offset: 0, rows: 2, cols: 2, row_stride: 2, col_stride: 1 }, lhs, rhs, true, 2.0);
+        matmul(
+            MatMut { data: &mut out, offset: 0, rows: 2, cols: 2, row_stride: 2, col_stride: 1 },
+            lhs,
+            rhs,
+            true,
+            2.0,
+        );
         // a × bᵀ = [[4, 2], [10, 5]]; out = 10 + 2 × that
         assert_eq!(out, [18., 14., 30., 20.]);
     }

@@ -48,11 +48,7 @@ pub fn inspect(plan: &Plan, store: &Store, target: &str, rows: usize) -> Result<
         },
     };
     let dir = store.entry_dir(key);
-    let mut out = format!(
-        "stage {name} ({}), key {key}\nentry {}\n",
-        stage.kind.kind(),
-        dir.display()
-    );
+    let mut out = format!("stage {name} ({}), key {key}\nentry {}\n", stage.kind.kind(), dir.display());
     if let Some(summary) = &meta.summary {
         out.push_str(&format!("result {summary}\n"));
     }
@@ -62,8 +58,7 @@ pub fn inspect(plan: &Plan, store: &Store, target: &str, rows: usize) -> Result<
         let output_dir = dir.join(decl.name);
         match &decl.artifact {
             Artifact::Table(schema) => {
-                let reader = TableReader::open(&output_dir)
-                    .map_err(|e| Failure::failed(format!("error: {e}")))?;
+                let reader = TableReader::open(&output_dir).map_err(|e| Failure::failed(format!("error: {e}")))?;
                 let total = recorded.and_then(|r| r.rows).unwrap_or(0);
                 out.push_str(&format!(
                     "\noutput {}: table `{}`, {total} rows, {bytes} bytes\n",
@@ -75,17 +70,12 @@ pub fn inspect(plan: &Plan, store: &Store, target: &str, rows: usize) -> Result<
                 }
                 out.push_str(&table.render());
                 out.push('\n');
-                out.push_str(
-                    &first_rows(&reader, rows)
-                        .map_err(|e| Failure::failed(format!("error: {e}")))?,
-                );
+                out.push_str(&first_rows(&reader, rows).map_err(|e| Failure::failed(format!("error: {e}")))?);
             }
             Artifact::Files(kind) => {
                 out.push_str(&format!("\noutput {}: {kind}, {bytes} bytes\n", decl.name));
                 for file in recorded.map(|r| r.files.clone()).unwrap_or_default() {
-                    let size = std::fs::metadata(output_dir.join(&file))
-                        .map(|m| m.len())
-                        .unwrap_or(0);
+                    let size = std::fs::metadata(output_dir.join(&file)).map(|m| m.len()).unwrap_or(0);
                     out.push_str(&format!("  {file}  {size} bytes\n"));
                 }
                 if let Ok(config) = std::fs::read_to_string(output_dir.join("config.json")) {
@@ -104,30 +94,16 @@ fn first_rows(reader: &TableReader, limit: usize) -> Result<String, kiln_stages:
         let batch = batch?;
         let schema = batch.schema();
         let t = table.get_or_insert_with(|| {
-            TextTable::new(
-                &schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>(),
-            )
+            TextTable::new(&schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>())
         });
         let options = FormatOptions::default();
-        let formatters: Vec<ArrayFormatter> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<Result<_, _>>()?;
+        let formatters: Vec<ArrayFormatter> =
+            batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options)).collect::<Result<_, _>>()?;
         for row in 0..batch.num_rows() {
             if shown == limit {
                 break;
             }
-            t.row(
-                formatters
-                    .iter()
-                    .map(|f| cell(&f.value(row).to_string()))
-                    .collect(),
-            );
+            t.row(formatters.iter().map(|f| cell(&f.value(row).to_string())).collect());
             shown += 1;
         }
         if shown == limit {

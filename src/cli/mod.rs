@@ -23,11 +23,7 @@ use reporter::Terminal;
 use text_table::TextTable;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "kiln",
-    version,
-    about = "Declarative, cached, reproducible SFT pipelines"
-)]
+#[command(name = "kiln", version, about = "Declarative, cached, reproducible SFT pipelines")]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -112,24 +108,15 @@ pub struct Failure {
 
 impl Failure {
     fn usage(message: impl Into<String>) -> Self {
-        Failure {
-            status: 2,
-            message: message.into(),
-        }
+        Failure { status: 2, message: message.into() }
     }
     fn failed(message: impl Into<String>) -> Self {
-        Failure {
-            status: 1,
-            message: message.into(),
-        }
+        Failure { status: 1, message: message.into() }
     }
 }
 
 /// Parses arguments, runs the command and returns the exit code.
-pub fn main_with(
-    args: impl IntoIterator<Item = std::ffi::OsString>,
-    registry: &Registry,
-) -> ExitCode {
+pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>, registry: &Registry) -> ExitCode {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -199,12 +186,7 @@ fn run(args: RunArgs, registry: &Registry) -> Result<(), Failure> {
     let started = Instant::now();
     let plan = plan_of(&args.pipeline, registry)?;
     let store = store_of(&args.pipeline.store);
-    let selection = Selection {
-        only: args.only,
-        from: args.from,
-        until: args.until,
-        force: args.force,
-    };
+    let selection = Selection { only: args.only, from: args.from, until: args.until, force: args.force };
     let reporter = Terminal::new();
     let result = exec::run(&plan, &store, &selection, &reporter);
     drop(reporter);
@@ -232,34 +214,13 @@ fn run_summary(manifest: &Manifest, seconds: f64) -> String {
             String::new()
         };
         let result = match s.status {
-            StageStatus::Failed => s
-                .error
-                .clone()
-                .unwrap_or_default()
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string(),
+            StageStatus::Failed => s.error.clone().unwrap_or_default().lines().next().unwrap_or("").to_string(),
             _ => s.summary.clone().unwrap_or_default(),
         };
-        table.row(vec![
-            s.name.clone(),
-            s.kind.clone(),
-            s.status.word().into(),
-            time,
-            result,
-        ]);
+        table.row(vec![s.name.clone(), s.kind.clone(), s.status.word().into(), time, result]);
     }
-    let ran = manifest
-        .stages
-        .iter()
-        .filter(|s| s.status == StageStatus::Ran)
-        .count();
-    let cached = manifest
-        .stages
-        .iter()
-        .filter(|s| s.status == StageStatus::Cached)
-        .count();
+    let ran = manifest.stages.iter().filter(|s| s.status == StageStatus::Ran).count();
+    let cached = manifest.stages.iter().filter(|s| s.status == StageStatus::Cached).count();
     format!(
         "\n{}\nrun {}: {} stages, {ran} ran, {cached} cached, {seconds:.2}s\n",
         table.render(),
@@ -277,12 +238,7 @@ fn plan(args: PipelineArgs, registry: &Registry) -> Result<(), Failure> {
             Status::Cached { key, .. } => ("cached", format!("key {}", &key[..12])),
             Status::WillRun { reason, .. } => ("will run", reason),
         };
-        table.row(vec![
-            stage.name.clone(),
-            stage.kind.kind().into(),
-            word.into(),
-            why,
-        ]);
+        table.row(vec![stage.name.clone(), stage.kind.kind().into(), word.into(), why]);
     }
     print(&table.render());
     Ok(())
@@ -299,13 +255,7 @@ fn list_runs(store: &Store) -> String {
         let Ok(m) = Manifest::load(&runs_dir, &id) else {
             continue;
         };
-        let count = |st| {
-            m.stages
-                .iter()
-                .filter(|s| s.status == st)
-                .count()
-                .to_string()
-        };
+        let count = |st| m.stages.iter().filter(|s| s.status == st).count().to_string();
         let time: f64 = m.stages.iter().map(|s| s.duration_s).sum();
         table.row(vec![
             m.id.clone(),
@@ -328,19 +278,12 @@ fn find_run(store: &Store, wanted: &str) -> Result<Manifest, Failure> {
         ids.iter().filter(|id| id.starts_with(wanted)).collect()
     };
     match matches.as_slice() {
-        [one] => Manifest::load(&runs_dir, one)
-            .map_err(|e| Failure::failed(format!("error: run `{one}`: {e}"))),
-        [] => Err(Failure::usage(format!(
-            "error: no run `{wanted}` in {} (see `kiln runs`)",
-            runs_dir.display()
-        ))),
+        [one] => Manifest::load(&runs_dir, one).map_err(|e| Failure::failed(format!("error: run `{one}`: {e}"))),
+        [] => Err(Failure::usage(format!("error: no run `{wanted}` in {} (see `kiln runs`)", runs_dir.display()))),
         many => Err(Failure::usage(format!(
             "error: `{wanted}` matches {} runs: {}",
             many.len(),
-            many.iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
         ))),
     }
 }
@@ -368,14 +311,8 @@ fn show_run(store: &Store, wanted: &str) -> Result<String, Failure> {
             s.kind.clone(),
             s.status.word().into(),
             format!("{:.1}s", s.duration_s),
-            s.key
-                .clone()
-                .map(|k| k[..12].to_string())
-                .unwrap_or_default(),
-            s.error
-                .clone()
-                .or_else(|| s.summary.clone())
-                .unwrap_or_default(),
+            s.key.clone().map(|k| k[..12].to_string()).unwrap_or_default(),
+            s.error.clone().or_else(|| s.summary.clone()).unwrap_or_default(),
         ]);
     }
     out.push('\n');
@@ -396,17 +333,10 @@ fn compact(value: &serde_json::Value) -> String {
     match value {
         serde_json::Value::Number(n) if n.is_f64() => {
             let f = n.as_f64().unwrap_or(0.0);
-            if f.abs() >= 1000.0 || f == 0.0 {
-                format!("{f:.1}")
-            } else {
-                format!("{f:.4}")
-            }
+            if f.abs() >= 1000.0 || f == 0.0 { format!("{f:.1}") } else { format!("{f:.4}") }
         }
         serde_json::Value::Object(map) => {
-            let parts: Vec<String> = map
-                .iter()
-                .map(|(k, v)| format!("{k} {}", compact(v)))
-                .collect();
+            let parts: Vec<String> = map.iter().map(|(k, v)| format!("{k} {}", compact(v))).collect();
             parts.join(", ")
         }
         other => other.to_string(),
@@ -416,30 +346,19 @@ fn compact(value: &serde_json::Value) -> String {
 fn describe_stages(registry: &Registry) -> String {
     let mut out = String::new();
     for kind in registry.kinds() {
-        out.push_str(&format!(
-            "{} (v{})\n  {}\n",
-            kind.kind(),
-            kind.version(),
-            kind.about()
-        ));
+        out.push_str(&format!("{} (v{})\n  {}\n", kind.kind(), kind.version(), kind.about()));
         for input in kind.inputs() {
             let accepts = match &input.accepts {
                 kiln_stages::Accepts::Table(cols) if cols.is_empty() => "any table".to_string(),
                 kiln_stages::Accepts::Table(cols) => {
                     format!(
                         "table with {}",
-                        cols.iter()
-                            .map(|(n, t)| format!("{n}: {t}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        cols.iter().map(|(n, t)| format!("{n}: {t}")).collect::<Vec<_>>().join(", ")
                     )
                 }
                 kiln_stages::Accepts::Files(kind) => format!("a {kind}"),
             };
-            out.push_str(&format!(
-                "  input {}: {accepts} — {}\n",
-                input.name, input.about
-            ));
+            out.push_str(&format!("  input {}: {accepts} — {}\n", input.name, input.about));
         }
         let defaults = serde_yaml::to_string(&kind.default_params()).unwrap_or_default();
         if defaults.trim() != "{}" {

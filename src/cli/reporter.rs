@@ -17,9 +17,7 @@ pub struct Terminal {
 
 impl Terminal {
     pub fn new() -> Self {
-        Terminal {
-            tty: std::io::stderr().is_terminal(),
-        }
+        Terminal { tty: std::io::stderr().is_terminal() }
     }
 }
 
@@ -28,24 +26,16 @@ impl Reporter for Terminal {
         if self.tty {
             let bar = ProgressBar::new(0);
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>12.bold} [{bar:30.cyan/blue}] {pos}/{len} {msg} ({elapsed})",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{prefix:>12.bold} [{bar:30.cyan/blue}] {pos}/{len} {msg} ({elapsed})")
+                    .expect("valid template")
+                    .progress_chars("=> "),
             );
             bar.set_prefix(stage.to_string());
             bar.enable_steady_tick(Duration::from_millis(200));
-            Box::new(Bar {
-                bar,
-                unit: Mutex::new(String::new()),
-            })
+            Box::new(Bar { bar, unit: Mutex::new(String::new()) })
         } else {
             eprintln!("{stage} ({kind}): running");
-            Box::new(Lines {
-                stage: stage.into(),
-                state: Mutex::new(LineState::default()),
-            })
+            Box::new(Lines { stage: stage.into(), state: Mutex::new(LineState::default()) })
         }
     }
 
@@ -56,11 +46,8 @@ impl Reporter for Terminal {
             StageStatus::Failed => "✗",
             StageStatus::Skipped => "-",
         };
-        let time = if record.status == StageStatus::Ran {
-            format!(" in {:.1}s", record.duration_s)
-        } else {
-            String::new()
-        };
+        let time =
+            if record.status == StageStatus::Ran { format!(" in {:.1}s", record.duration_s) } else { String::new() };
         eprintln!("{mark} {} {}{time}", record.name, record.status.word());
     }
 
@@ -113,15 +100,10 @@ struct Lines {
 
 impl Lines {
     fn maybe_print(&self, state: &mut LineState) {
-        let due = state
-            .last
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
+        let due = state.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
         if due {
             state.last = Some(Instant::now());
-            eprintln!(
-                "{}: {}/{} {} {}",
-                self.stage, state.done, state.total, state.unit, state.message
-            );
+            eprintln!("{}: {}/{} {} {}", self.stage, state.done, state.total, state.unit, state.message);
         }
     }
 }

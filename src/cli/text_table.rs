@@ -7,10 +7,7 @@ pub struct TextTable {
 
 impl TextTable {
     pub fn new(header: &[&str]) -> Self {
-        TextTable {
-            header: header.iter().map(|h| h.to_string()).collect(),
-            rows: Vec::new(),
-        }
+        TextTable { header: header.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {

@@ -20,21 +20,15 @@ pub fn key_inputs(stage: &PlannedStage, input_digests: &BTreeMap<String, String>
     inputs.insert("version".into(), json!(stage.kind.version()));
     inputs.insert("with".into(), stage.configured.params().clone());
     inputs.insert("inputs".into(), json!(input_digests));
-    let outputs: Map<String, Value> = stage
-        .outputs
-        .iter()
-        .map(|o| (o.name.to_string(), json!(o.artifact.describe())))
-        .collect();
+    let outputs: Map<String, Value> =
+        stage.outputs.iter().map(|o| (o.name.to_string(), json!(o.artifact.describe()))).collect();
     inputs.insert("outputs".into(), Value::Object(outputs));
     if stage.kind.random() {
         inputs.insert("seed".into(), json!(stage.seed));
     }
     if stage.kind.uses_device() {
         inputs.insert("device".into(), json!(kiln_stages::device::name()));
-        inputs.insert(
-            "kernels".into(),
-            json!(kiln_stages::device::kernels_digest()),
-        );
+        inputs.insert("kernels".into(), json!(kiln_stages::device::kernels_digest()));
     }
     Value::Object(inputs)
 }
@@ -52,11 +46,7 @@ pub fn canonical(value: &Value) -> String {
             Value::Object(map) => {
                 let mut keys: Vec<&String> = map.keys().collect();
                 keys.sort();
-                Value::Object(
-                    keys.into_iter()
-                        .map(|k| (k.clone(), sorted(&map[k])))
-                        .collect(),
-                )
+                Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&map[k]))).collect())
             }
             Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
             other => other.clone(),
@@ -75,11 +65,7 @@ pub fn first_difference(old: &Value, new: &Value) -> Option<String> {
                 keys.sort();
                 keys.dedup();
                 keys.into_iter().find_map(|k| {
-                    let sub = if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    };
+                    let sub = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                     walk(&sub, a.get(k), b.get(k))
                 })
             }
@@ -90,18 +76,14 @@ pub fn first_difference(old: &Value, new: &Value) -> Option<String> {
     fn show(v: Option<&Value>) -> String {
         match v {
             None => "(none)".into(),
-            Some(Value::String(s)) if s.len() > 24 && s.chars().all(|c| c.is_ascii_hexdigit()) => {
-                s[..8].to_string()
-            }
+            Some(Value::String(s)) if s.len() > 24 && s.chars().all(|c| c.is_ascii_hexdigit()) => s[..8].to_string(),
             Some(Value::String(s)) if s.contains('\n') => {
                 format!("{:?}", s.lines().next().unwrap_or(""))
             }
             Some(v) => v.to_string(),
         }
     }
-    for field in [
-        "with", "seed", "inputs", "version", "outputs", "device", "kernels", "kind",
-    ] {
+    for field in ["with", "seed", "inputs", "version", "outputs", "device", "kernels", "kind"] {
         if let Some(d) = walk(field, old.get(field), new.get(field)) {
             return Some(d);
         }
@@ -119,20 +101,14 @@ mod tests {
         let b = json!({"a": {"x": "s", "y": [1, 2]}, "b": 1});
         assert_eq!(canonical(&a), canonical(&b));
         assert_eq!(key_of(&a), key_of(&b));
-        assert_ne!(
-            key_of(&a),
-            key_of(&json!({"b": 2, "a": {"x": "s", "y": [1, 2]}}))
-        );
+        assert_ne!(key_of(&a), key_of(&json!({"b": 2, "a": {"x": "s", "y": [1, 2]}})));
     }
 
     #[test]
     fn the_first_difference_names_the_parameter() {
         let old = json!({"kind": "pack", "with": {"seq_len": 1024, "algorithm": "x"}, "inputs": {"data": "aa"}});
         let new = json!({"kind": "pack", "with": {"seq_len": 2048, "algorithm": "x"}, "inputs": {"data": "bb"}});
-        assert_eq!(
-            first_difference(&old, &new).unwrap(),
-            "with.seq_len 1024 -> 2048"
-        );
+        assert_eq!(first_difference(&old, &new).unwrap(), "with.seq_len 1024 -> 2048");
         assert_eq!(first_difference(&old, &old), None);
     }
 }

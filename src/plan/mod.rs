@@ -40,13 +40,15 @@ pub struct PlannedInput {
 }
 
 impl Plan {
-    /// Resolves a spec; every error of the pipeline is reported at once.
+    /// Resolves a spec; every error of the pipeline (those found while reading it, given
+    /// in `errors`, and its own) is reported at once.
     pub fn new(
         spec: PipelineSpec,
         sources: Sources,
+        errors: Vec<Diagnostic>,
         registry: &Registry,
     ) -> Result<Plan, Diagnostics> {
-        let mut errors = Vec::new();
+        let mut errors = errors;
         let order = order(&spec, &mut errors);
         let mut planned: Vec<Option<PlannedStage>> = Vec::new();
         let mut index_of: HashMap<&str, usize> = HashMap::new();
@@ -57,20 +59,10 @@ impl Plan {
             planned.push(result);
         }
         if !errors.is_empty() || planned.iter().any(Option::is_none) {
-            return Err(Diagnostics {
-                items: errors,
-                sources,
-            });
+            return Err(Diagnostics { items: errors, sources });
         }
-        let stages = planned
-            .into_iter()
-            .map(|p| p.expect("checked above"))
-            .collect();
-        Ok(Plan {
-            spec,
-            sources,
-            stages,
-        })
+        let stages = planned.into_iter().map(|p| p.expect("checked above")).collect();
+        Ok(Plan { spec, sources, stages })
     }
 
     pub fn index(&self, name: &str) -> Option<usize> {
@@ -117,12 +109,9 @@ fn order(spec: &PipelineSpec, errors: &mut Vec<Diagnostic>) -> Vec<usize> {
         for r in refs(&stage.from) {
             match position(&r.stage) {
                 Some(j) => deps[i].push(j),
+                None if spec.broken.contains(&r.stage) => {}
                 None => errors.push(Diagnostic::new(
-                    format!(
-                        "no stage `{}` in this pipeline{}",
-                        r.stage,
-                        suggestion(&r.stage, names.iter().copied())
-                    ),
+                    format!("no stage `{}` in this pipeline{}", r.stage, suggestion(&r.stage, names.iter().copied())),
                     r.span,
                 )),
             }
@@ -165,14 +154,7 @@ fn order(spec: &PipelineSpec, errors: &mut Vec<Diagnostic>) -> Vec<usize> {
     let mut cycles: Vec<Vec<usize>> = Vec::new();
     for i in 0..deps.len() {
         if marks[i] == Mark::New {
-            visit(
-                i,
-                &deps,
-                &mut marks,
-                &mut Vec::new(),
-                &mut out,
-                &mut |cycle| cycles.push(cycle.to_vec()),
-            );
+            visit(i, &deps, &mut marks, &mut Vec::new(), &mut out, &mut |cycle| cycles.push(cycle.to_vec()));
         }
     }
     if let Some(cycle) = cycles.first() {
@@ -183,10 +165,7 @@ fn order(spec: &PipelineSpec, errors: &mut Vec<Diagnostic>) -> Vec<usize> {
         let first = names_in[0];
         names_in.push(first);
         let at = spec.stages[cycle[0]].name_span;
-        errors.push(Diagnostic::new(
-            format!("the stages form a cycle: {}", names_in.join(" -> ")),
-            at,
-        ));
+        errors.push(Diagnostic::new(format!("the stages form a cycle: {}", names_in.join(" -> ")), at));
         reported = true;
     }
     if reported {
@@ -214,11 +193,7 @@ fn plan_stage(
     let Some(kind) = registry.get(&stage.uses) else {
         let kinds = registry.kinds().iter().map(|k| k.kind());
         errors.push(Diagnostic::new(
-            format!(
-                "unknown stage kind `{}`{}",
-                stage.uses,
-                suggestion(&stage.uses, kinds)
-            ),
+            format!("unknown stage kind `{}`{}", stage.uses, suggestion(&stage.uses, kinds)),
             stage.uses_span,
         ));
         return None;
@@ -231,20 +206,9 @@ fn plan_stage(
     let mut artifacts = InputArtifacts::new();
     let mut ok = true;
     for (input, span) in &inputs {
-        let upstream = planned[input.stage]
-            .as_ref()
-            .expect("bound inputs are planned");
-        let artifact = &upstream
-            .outputs
-            .iter()
-            .find(|o| o.name == input.output)
-            .expect("bound")
-            .artifact;
-        let decl = kind
-            .inputs()
-            .iter()
-            .find(|d| d.name == input.name)
-            .expect("bound inputs are declared");
+        let upstream = planned[input.stage].as_ref().expect("bound inputs are planned");
+        let artifact = &upstream.outputs.iter().find(|o| o.name == input.output).expect("bound").artifact;
+        let decl = kind.inputs().iter().find(|d| d.name == input.name).expect("bound inputs are declared");
         if let Err(why) = decl.accepts.check(artifact) {
             errors.push(Diagnostic::new(
                 format!(
@@ -312,13 +276,7 @@ fn unknown_params(
     }
     for (key, value) in entries {
         match known.get(&key.name) {
-            Some(default) => unknown_params(
-                stage,
-                value,
-                default,
-                &format!("{prefix}{}.", key.name),
-                errors,
-            ),
+            Some(default) => unknown_params(stage, value, default, &format!("{prefix}{}.", key.name), errors),
             None => errors.push(Diagnostic::new(
                 format!(
                     "unknown parameter `{prefix}{}` of `{}` (stage `{}`){}",
@@ -345,34 +303,36 @@ fn param_error(stage: &StageSpec, error: StageError) -> Diagnostic {
     if node.is_none() && !path.is_empty() {
         message = format!("{message} (parameter `{path}`)");
     }
-    let what = if path.is_empty() {
-        String::new()
-    } else {
-        format!(" `{path}`")
-    };
-    Diagnostic::new(
-        format!(
-            "invalid parameter{what} of stage `{}` ({}): {message}",
-            stage.name, stage.uses
-        ),
-        span,
-    )
+    let what = if path.is_empty() { String::new() } else { format!(" `{path}`") };
+    Diagnostic::new(format!("invalid parameter{what} of stage `{}` ({}): {message}", stage.name, stage.uses), span)
 }
 
-/// Adds a suggestion to serde's "unknown variant `x`, expected one of `a`, `b`".
+/// Adds a suggestion to serde's "unknown variant `x`, expected one of `a`, `b`", and
+/// names Rust's number types the way a pipeline author thinks of them.
 fn improve_serde_message(message: &str) -> String {
     let Some(rest) = message.strip_prefix("unknown variant `") else {
-        return message.to_string();
+        let mut out = message.to_string();
+        for (rust, words) in [
+            ("u64", "a non-negative integer"),
+            ("usize", "a non-negative integer"),
+            ("u32", "a non-negative integer"),
+            ("i64", "an integer"),
+            ("i32", "an integer"),
+            ("f64", "a number"),
+            ("f32", "a number"),
+            ("a boolean", "true or false"),
+        ] {
+            if let Some(prefix) = out.strip_suffix(&format!("expected {rust}")) {
+                out = format!("{prefix}expected {words}");
+            }
+        }
+        return out;
     };
     let Some((given, expected)) = rest.split_once("`, expected ") else {
         return message.to_string();
     };
     let options: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    format!(
-        "unknown value `{given}`; expected {}{}",
-        options.join(", "),
-        suggestion(given, options.iter().copied())
-    )
+    format!("unknown value `{given}`; expected {}{}", options.join(", "), suggestion(given, options.iter().copied()))
 }
 
 /// The node at a serde path like `optimizer.lr` or `families[2]` under `with`.
@@ -413,22 +373,14 @@ fn bind_inputs(
         From::None if decls.is_empty() => return Some(Vec::new()),
         From::None => {
             errors.push(Diagnostic::new(
-                format!(
-                    "stage `{}` ({}) needs `from:` with {}",
-                    stage.name,
-                    stage.uses,
-                    input_list(&names)
-                ),
+                format!("stage `{}` ({}) needs `from:` with {}", stage.name, stage.uses, input_list(&names)),
                 stage.name_span,
             ));
             return None;
         }
         From::One(r) => match decls {
             [] => {
-                errors.push(Diagnostic::new(
-                    format!("`{}` takes no input", stage.uses),
-                    r.span,
-                ));
+                errors.push(Diagnostic::new(format!("`{}` takes no input", stage.uses), r.span));
                 return None;
             }
             [only] => pairs.push((only.name, r)),
@@ -437,11 +389,7 @@ fn bind_inputs(
                     format!(
                         "`{}` takes several inputs; write `from: {{ {} }}`",
                         stage.uses,
-                        names
-                            .iter()
-                            .map(|n| format!("{n}: …"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        names.iter().map(|n| format!("{n}: …")).collect::<Vec<_>>().join(", ")
                     ),
                     r.span,
                 ));
@@ -494,12 +442,7 @@ fn bind_inputs(
                         format!(
                             "stage `{}` has no output `{out}`; its outputs are {}{}",
                             upstream.name,
-                            upstream
-                                .outputs
-                                .iter()
-                                .map(|o| o.name)
-                                .collect::<Vec<_>>()
-                                .join(", "),
+                            upstream.outputs.iter().map(|o| o.name).collect::<Vec<_>>().join(", "),
                             suggestion(out, outs)
                         ),
                         r.span,
@@ -508,11 +451,8 @@ fn bind_inputs(
                 }
             },
             None => {
-                let accepted: Vec<&OutputDecl> = upstream
-                    .outputs
-                    .iter()
-                    .filter(|o| decl.accepts.check(&o.artifact).is_ok())
-                    .collect();
+                let accepted: Vec<&OutputDecl> =
+                    upstream.outputs.iter().filter(|o| decl.accepts.check(&o.artifact).is_ok()).collect();
                 match accepted.as_slice() {
                     [one] => one.name,
                     [] => upstream.outputs[0].name,
@@ -521,11 +461,7 @@ fn bind_inputs(
                             format!(
                                 "stage `{}` has several outputs ({}); name one, e.g. `{}.{}`",
                                 upstream.name,
-                                several
-                                    .iter()
-                                    .map(|o| o.name)
-                                    .collect::<Vec<_>>()
-                                    .join(", "),
+                                several.iter().map(|o| o.name).collect::<Vec<_>>().join(", "),
                                 upstream.name,
                                 several[0].name
                             ),
@@ -536,14 +472,7 @@ fn bind_inputs(
                 }
             }
         };
-        bound.push((
-            PlannedInput {
-                name,
-                stage: index,
-                output,
-            },
-            r.span,
-        ));
+        bound.push((PlannedInput { name, stage: index, output }, r.span));
     }
     (errors.len() == before).then_some(bound)
 }
@@ -551,14 +480,7 @@ fn bind_inputs(
 fn input_list(names: &[&str]) -> String {
     match names {
         [one] => format!("its input (`from: stage`, for `{one}`)"),
-        _ => format!(
-            "its inputs `{{ {} }}`",
-            names
-                .iter()
-                .map(|n| format!("{n}: …"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        _ => format!("its inputs `{{ {} }}`", names.iter().map(|n| format!("{n}: …")).collect::<Vec<_>>().join(", ")),
     }
 }
 
@@ -569,13 +491,7 @@ pub fn input_artifacts(plan: &Plan, stage: &PlannedStage) -> BTreeMap<String, Ar
         .iter()
         .map(|i| {
             let upstream = &plan.stages[i.stage];
-            let artifact = upstream
-                .outputs
-                .iter()
-                .find(|o| o.name == i.output)
-                .expect("bound")
-                .artifact
-                .clone();
+            let artifact = upstream.outputs.iter().find(|o| o.name == i.output).expect("bound").artifact.clone();
             (i.name.to_string(), artifact)
         })
         .collect()

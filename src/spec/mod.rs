@@ -20,6 +20,9 @@ pub struct PipelineSpec {
     /// The merged document, for the run record.
     pub root: Node,
     pub overrides: Vec<String>,
+    /// Stages left out of `stages` because their own definition is broken (already
+    /// reported), so references to them need no second error.
+    pub broken: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,16 +58,22 @@ pub struct InputRef {
 const TOP_KEYS: &[&str] = &["name", "seed", "extends", "stages"];
 const STAGE_KEYS: &[&str] = &["uses", "from", "with", "seed"];
 
-/// Loads a pipeline file, following `extends:` and applying `--set` overrides.
-pub fn load(path: &Path, overrides: &[String]) -> Result<(PipelineSpec, Sources), Diagnostics> {
+/// A pipeline as far as it could be read, with the errors found so far.
+pub struct Loaded {
+    pub spec: PipelineSpec,
+    pub sources: Sources,
+    /// Errors that did not stop the reading; planning reports them with its own.
+    pub errors: Vec<Diagnostic>,
+}
+
+/// Loads a pipeline file, following `extends:` and applying `--set` overrides. Only an
+/// unreadable or unparsable file stops here; other errors travel on in `Loaded`.
+pub fn load(path: &Path, overrides: &[String]) -> Result<Loaded, Diagnostics> {
     let mut sources = Sources::default();
     let mut errors = Vec::new();
     let root = load_file(path, &mut sources, &mut Vec::new(), &mut errors);
     let Some(mut root) = root else {
-        return Err(Diagnostics {
-            items: errors,
-            sources,
-        });
+        return Err(Diagnostics { items: errors, sources });
     };
     for text in overrides {
         if let Err(e) = apply_override(&mut root, text, &mut sources) {
@@ -72,14 +81,7 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<(PipelineSpec, Sources)
         }
     }
     let spec = type_spec(path, root, overrides, &mut errors);
-    if errors.is_empty() {
-        Ok((spec, sources))
-    } else {
-        Err(Diagnostics {
-            items: errors,
-            sources,
-        })
-    }
+    Ok(Loaded { spec, sources, errors })
 }
 
 fn load_file(
@@ -91,10 +93,7 @@ fn load_file(
     let file = match sources.read(path) {
         Ok(file) => file,
         Err(e) => {
-            errors.push(Diagnostic::without_span(format!(
-                "cannot read pipeline `{}`: {e}",
-                path.display()
-            )));
+            errors.push(Diagnostic::without_span(format!("cannot read pipeline `{}`: {e}", path.display())));
             return None;
         }
     };
@@ -107,10 +106,7 @@ fn load_file(
     };
     if node.as_map().is_none() {
         errors.push(Diagnostic::new(
-            format!(
-                "a pipeline is a map of `name`, `seed` and `stages`, not {}",
-                node.kind()
-            ),
+            format!("a pipeline is a map of `name`, `seed` and `stages`, not {}", node.kind()),
             node.span,
         ));
         return None;
@@ -119,27 +115,18 @@ fn load_file(
         return Some(node);
     };
     let Some(base_name) = extends.as_str() else {
-        errors.push(Diagnostic::new(
-            format!("`extends` takes a file name, not {}", extends.kind()),
-            extends.span,
-        ));
+        errors.push(Diagnostic::new(format!("`extends` takes a file name, not {}", extends.kind()), extends.span));
         return None;
     };
     let base_path = path.parent().unwrap_or(Path::new(".")).join(base_name);
     let canonical = base_path.canonicalize().unwrap_or(base_path.clone());
     chain.push(path.canonicalize().unwrap_or(path.to_path_buf()));
     if chain.contains(&canonical) {
-        errors.push(Diagnostic::new(
-            "`extends` goes round in a circle",
-            extends.span,
-        ));
+        errors.push(Diagnostic::new("`extends` goes round in a circle", extends.span));
         return None;
     }
     if !base_path.exists() {
-        errors.push(Diagnostic::new(
-            format!("`extends`: no file `{}`", base_path.display()),
-            extends.span,
-        ));
+        errors.push(Diagnostic::new(format!("`extends`: no file `{}`", base_path.display()), extends.span));
         return None;
     }
     let mut base = load_file(&base_path, sources, chain, errors)?;
@@ -157,10 +144,7 @@ fn apply_override(root: &mut Node, text: &str, sources: &mut Sources) -> Result<
     let file = sources.add(Source::new("--set", None, text.to_string()));
     let whole = Span::new(file, 0, text.len());
     let Some((path, value_text)) = text.split_once('=') else {
-        return Err(Diagnostic::new(
-            "an override is `stage.with.key=value`",
-            whole,
-        ));
+        return Err(Diagnostic::new("an override is `stage.with.key=value`", whole));
     };
     let value_span = Span::new(file, path.len() + 1, text.len());
     let path_span = Span::new(file, 0, path.len());
@@ -169,30 +153,19 @@ fn apply_override(root: &mut Node, text: &str, sources: &mut Sources) -> Result<
     let value = Node::from_yaml(&yaml, value_span).map_err(|e| Diagnostic::new(e, value_span))?;
     let parts: Vec<&str> = path.split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
-        return Err(Diagnostic::new(
-            "an override path is `stage.with.key`",
-            path_span,
-        ));
+        return Err(Diagnostic::new("an override path is `stage.with.key`", path_span));
     }
     let target = if parts.len() == 1 {
         if !["name", "seed"].contains(&parts[0]) {
             return Err(Diagnostic::new(
-                format!(
-                    "`{}` is not a pipeline setting; override `name`, `seed` or `stage.with.key`",
-                    parts[0]
-                ),
+                format!("`{}` is not a pipeline setting; override `name`, `seed` or `stage.with.key`", parts[0]),
                 path_span,
             ));
         }
         entry(root, parts[0], path_span)
     } else {
         let stages = entry(root, "stages", path_span);
-        let names: Vec<String> = stages
-            .as_map()
-            .unwrap_or(&[])
-            .iter()
-            .map(|(k, _)| k.name.clone())
-            .collect();
+        let names: Vec<String> = stages.as_map().unwrap_or(&[]).iter().map(|(k, _)| k.name.clone()).collect();
         if !names.iter().any(|n| n == parts[0]) {
             let stage_span = Span::new(file, 0, parts[0].len());
             return Err(Diagnostic::new(
@@ -207,11 +180,7 @@ fn apply_override(root: &mut Node, text: &str, sources: &mut Sources) -> Result<
         if !STAGE_KEYS.contains(&parts[1]) {
             let at = parts[0].len() + 1;
             return Err(Diagnostic::new(
-                format!(
-                    "a stage has no `{}`{}",
-                    parts[1],
-                    suggestion(parts[1], STAGE_KEYS.iter().copied())
-                ),
+                format!("a stage has no `{}`{}", parts[1], suggestion(parts[1], STAGE_KEYS.iter().copied())),
                 Span::new(file, at, at + parts[1].len()),
             ));
         }
@@ -230,120 +199,85 @@ fn entry<'a>(node: &'a mut Node, key: &str, span: Span) -> &'a mut Node {
     if !matches!(node.value, Value::Map(_)) {
         node.value = Value::Map(Vec::new());
     }
-    let Value::Map(entries) = &mut node.value else {
-        unreachable!()
-    };
+    let Value::Map(entries) = &mut node.value else { unreachable!() };
     let index = match entries.iter().position(|(k, _)| k.name == key) {
         Some(i) => i,
         None => {
-            entries.push((
-                Key {
-                    name: key.into(),
-                    span,
-                },
-                Node::new(Value::Null, span),
-            ));
+            entries.push((Key { name: key.into(), span }, Node::new(Value::Null, span)));
             entries.len() - 1
         }
     };
     &mut entries[index].1
 }
 
-fn type_spec(
-    path: &Path,
-    root: Node,
-    overrides: &[String],
-    errors: &mut Vec<Diagnostic>,
-) -> PipelineSpec {
+fn type_spec(path: &Path, root: Node, overrides: &[String], errors: &mut Vec<Diagnostic>) -> PipelineSpec {
     let mut spec = PipelineSpec {
         path: path.to_path_buf(),
-        name: path
-            .file_stem()
-            .map_or("pipeline".into(), |s| s.to_string_lossy().into_owned()),
+        name: path.file_stem().map_or("pipeline".into(), |s| s.to_string_lossy().into_owned()),
         seed: 0,
         stages: Vec::new(),
         root: root.clone(),
         overrides: overrides.to_vec(),
+        broken: Vec::new(),
     };
     for (key, value) in root.as_map().unwrap_or(&[]) {
         match key.name.as_str() {
             "name" => match value.as_str() {
                 Some(name) => spec.name = name.to_string(),
-                None => errors.push(Diagnostic::new(
-                    format!("`name` is a string, not {}", value.kind()),
-                    value.span,
-                )),
+                None => errors.push(Diagnostic::new(format!("`name` is a string, not {}", value.kind()), value.span)),
             },
             "seed" => match value.value {
                 Value::Int(seed) if seed >= 0 => spec.seed = seed as u64,
-                _ => errors.push(Diagnostic::new(
-                    format!("`seed` is a non-negative integer, not {}", value.kind()),
-                    value.span,
-                )),
+                _ => errors.push(Diagnostic::new("`seed` must be a non-negative integer", value.span)),
             },
-            "stages" => spec.stages = type_stages(value, errors),
+            "stages" => (spec.stages, spec.broken) = type_stages(value, errors),
             "extends" => {}
             other => errors.push(Diagnostic::new(
-                format!(
-                    "unknown key `{other}`{}",
-                    suggestion(other, TOP_KEYS.iter().copied())
-                ),
+                format!("unknown key `{other}`{}", suggestion(other, TOP_KEYS.iter().copied())),
                 key.span,
             )),
         }
     }
     if root.get("stages").is_none() {
-        errors.push(Diagnostic::new(
-            "a pipeline needs `stages:`",
-            Span::new(root.span.file, 0, 0),
-        ));
+        errors.push(Diagnostic::new("a pipeline needs `stages:`", Span::new(root.span.file, 0, 0)));
     }
     spec
 }
 
-fn type_stages(node: &Node, errors: &mut Vec<Diagnostic>) -> Vec<StageSpec> {
+fn type_stages(node: &Node, errors: &mut Vec<Diagnostic>) -> (Vec<StageSpec>, Vec<String>) {
     let Some(entries) = node.as_map() else {
         errors.push(Diagnostic::new(
-            format!(
-                "`stages` is a map of stage names to stages, not {}",
-                node.kind()
-            ),
+            format!("`stages` is a map of stage names to stages, not {}", node.kind()),
             node.span,
         ));
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let mut stages = Vec::new();
+    let mut broken = Vec::new();
     for (key, body) in entries {
-        if !key
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            || key.name.is_empty()
-        {
+        if !key.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') || key.name.is_empty() {
             errors.push(Diagnostic::new(
-                format!(
-                    "stage name `{}` may hold only letters, digits, `_` and `-`",
-                    key.name
-                ),
+                format!("stage name `{}` may hold only letters, digits, `_` and `-`", key.name),
                 key.span,
             ));
             continue;
         }
-        if let Some(stage) = type_stage(key, body, errors) {
-            stages.push(stage);
+        if stages.iter().any(|s: &StageSpec| s.name == key.name) {
+            errors.push(Diagnostic::new(format!("stage `{}` is defined twice", key.name), key.span));
+            continue;
+        }
+        match type_stage(key, body, errors) {
+            Some(stage) => stages.push(stage),
+            None => broken.push(key.name.clone()),
         }
     }
-    stages
+    (stages, broken)
 }
 
 fn type_stage(key: &Key, body: &Node, errors: &mut Vec<Diagnostic>) -> Option<StageSpec> {
     let Some(entries) = body.as_map() else {
         errors.push(Diagnostic::new(
-            format!(
-                "stage `{}` is a map with `uses`, `from` and `with`, not {}",
-                key.name,
-                body.kind()
-            ),
+            format!("stage `{}` is a map with `uses`, `from` and `with`, not {}", key.name, body.kind()),
             body.span,
         ));
         return None;
@@ -357,26 +291,17 @@ fn type_stage(key: &Key, body: &Node, errors: &mut Vec<Diagnostic>) -> Option<St
         match k.name.as_str() {
             "uses" => match v.as_str() {
                 Some(kind) => uses = Some((kind.to_string(), v.span)),
-                None => errors.push(Diagnostic::new(
-                    format!("`uses` names a stage kind, not {}", v.kind()),
-                    v.span,
-                )),
+                None => errors.push(Diagnostic::new(format!("`uses` names a stage kind, not {}", v.kind()), v.span)),
             },
             "from" => from = type_from(v, errors),
             "with" => match &v.value {
                 Value::Map(_) => with = v.clone(),
                 Value::Null => {}
-                _ => errors.push(Diagnostic::new(
-                    format!("`with` is a map of parameters, not {}", v.kind()),
-                    v.span,
-                )),
+                _ => errors.push(Diagnostic::new(format!("`with` is a map of parameters, not {}", v.kind()), v.span)),
             },
             "seed" => match v.value {
                 Value::Int(s) if s >= 0 => seed = Some(s as u64),
-                _ => errors.push(Diagnostic::new(
-                    format!("`seed` is a non-negative integer, not {}", v.kind()),
-                    v.span,
-                )),
+                _ => errors.push(Diagnostic::new("`seed` must be a non-negative integer", v.span)),
             },
             other => errors.push(Diagnostic::new(
                 format!(
@@ -390,22 +315,14 @@ fn type_stage(key: &Key, body: &Node, errors: &mut Vec<Diagnostic>) -> Option<St
     }
     let Some((uses, uses_span)) = uses else {
         if errors.len() == errors_before {
-            errors.push(Diagnostic::new(
-                format!("stage `{}` needs `uses:` (its kind)", key.name),
-                key.span,
-            ));
+            errors.push(Diagnostic::new(format!("stage `{}` needs `uses:` (its kind)", key.name), key.span));
         }
         return None;
     };
-    Some(StageSpec {
-        name: key.name.clone(),
-        name_span: key.span,
-        uses,
-        uses_span,
-        from,
-        with,
-        seed,
-    })
+    if errors.len() > errors_before {
+        return None; // reported; planning it would only repeat the error in other words
+    }
+    Some(StageSpec { name: key.name.clone(), name_span: key.span, uses, uses_span, from, with, seed })
 }
 
 fn type_from(node: &Node, errors: &mut Vec<Diagnostic>) -> From {
@@ -416,36 +333,24 @@ fn type_from(node: &Node, errors: &mut Vec<Diagnostic>) -> From {
                     Some((s, o)) => (s.to_string(), Some(o.to_string())),
                     None => (text.to_string(), None),
                 };
-                Some(InputRef {
-                    stage,
-                    output,
-                    span: n.span,
-                })
+                Some(InputRef { stage, output, span: n.span })
             }
             None => {
-                errors.push(Diagnostic::new(
-                    format!("an input is `stage` or `stage.output`, not {}", n.kind()),
-                    n.span,
-                ));
+                errors
+                    .push(Diagnostic::new(format!("an input is `stage` or `stage.output`, not {}", n.kind()), n.span));
                 None
             }
         }
     };
     match &node.value {
         Value::Str(_) => reference(node, errors).map_or(From::None, From::One),
-        Value::Map(entries) => From::Map(
-            entries
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), reference(v, errors)?)))
-                .collect(),
-        ),
+        Value::Map(entries) => {
+            From::Map(entries.iter().filter_map(|(k, v)| Some((k.clone(), reference(v, errors)?))).collect())
+        }
         Value::Null => From::None,
         _ => {
             errors.push(Diagnostic::new(
-                format!(
-                    "`from` is `stage`, `stage.output` or a map of inputs, not {}",
-                    node.kind()
-                ),
+                format!("`from` is `stage`, `stage.output` or a map of inputs, not {}", node.kind()),
                 node.span,
             ));
             From::None

@@ -68,10 +68,7 @@ impl Node {
     }
 
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?
-            .iter()
-            .find(|(k, _)| k.name == key)
-            .map(|(_, v)| v)
+        self.as_map()?.iter().find(|(k, _)| k.name == key).map(|(_, v)| v)
     }
 
     /// The node as JSON, for serde.
@@ -80,16 +77,12 @@ impl Node {
             Value::Null => serde_json::Value::Null,
             Value::Bool(b) => (*b).into(),
             Value::Int(i) => (*i).into(),
-            Value::Float(f) => {
-                serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
-            }
+            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into),
             Value::Str(s) => s.clone().into(),
             Value::Seq(items) => items.iter().map(Node::to_json).collect(),
-            Value::Map(entries) => entries
-                .iter()
-                .map(|(k, v)| (k.name.clone(), v.to_json()))
-                .collect::<serde_json::Map<_, _>>()
-                .into(),
+            Value::Map(entries) => {
+                entries.iter().map(|(k, v)| (k.name.clone(), v.to_json())).collect::<serde_json::Map<_, _>>().into()
+            }
         }
     }
 
@@ -103,12 +96,9 @@ impl Node {
             Value::Float(f) => Y::Number((*f).into()),
             Value::Str(s) => Y::String(s.clone()),
             Value::Seq(items) => Y::Sequence(items.iter().map(Node::to_yaml).collect()),
-            Value::Map(entries) => Y::Mapping(
-                entries
-                    .iter()
-                    .map(|(k, v)| (Y::String(k.name.clone()), v.to_yaml()))
-                    .collect(),
-            ),
+            Value::Map(entries) => {
+                Y::Mapping(entries.iter().map(|(k, v)| (Y::String(k.name.clone()), v.to_yaml())).collect())
+            }
         }
     }
 
@@ -124,12 +114,7 @@ impl Node {
                 None => Value::Float(n.as_f64().ok_or("number out of range")?),
             },
             Y::String(s) => Value::Str(s.clone()),
-            Y::Sequence(items) => Value::Seq(
-                items
-                    .iter()
-                    .map(|v| Node::from_yaml(v, span))
-                    .collect::<Result<_, _>>()?,
-            ),
+            Y::Sequence(items) => Value::Seq(items.iter().map(|v| Node::from_yaml(v, span)).collect::<Result<_, _>>()?),
             Y::Mapping(map) => Value::Map(
                 map.iter()
                     .map(|(k, v)| {
@@ -164,43 +149,22 @@ impl Node {
 
 /// Parses a source text into a node tree (an empty document is an empty map).
 pub fn parse(file: FileId, source: &Source) -> Result<Node, Diagnostic> {
-    let mut builder = Builder {
-        file,
-        source,
-        stack: Vec::new(),
-        anchors: Vec::new(),
-        root: None,
-        error: None,
-    };
+    let mut builder = Builder { file, source, stack: Vec::new(), anchors: Vec::new(), root: None, error: None };
     let mut parser = Parser::new_from_str(&source.text);
     if let Err(e) = parser.load(&mut builder, false) {
         let at = source.offset(e.marker().line(), e.marker().col());
         let info = e.info().to_string();
-        return Err(Diagnostic::new(
-            format!("invalid YAML: {info}"),
-            Span::new(file, at, at + 1),
-        ));
+        return Err(Diagnostic::new(format!("invalid YAML: {info}"), Span::new(file, at, at + 1)));
     }
     if let Some(error) = builder.error {
         return Err(error);
     }
-    Ok(builder
-        .root
-        .unwrap_or_else(|| Node::new(Value::Map(Vec::new()), Span::new(file, 0, 0))))
+    Ok(builder.root.unwrap_or_else(|| Node::new(Value::Map(Vec::new()), Span::new(file, 0, 0))))
 }
 
 enum Frame {
-    Seq {
-        items: Vec<Node>,
-        start: usize,
-        anchor: usize,
-    },
-    Map {
-        entries: Vec<(Key, Node)>,
-        key: Option<Key>,
-        start: usize,
-        anchor: usize,
-    },
+    Seq { items: Vec<Node>, start: usize, anchor: usize },
+    Map { entries: Vec<(Key, Node)>, key: Option<Key>, start: usize, anchor: usize },
 }
 
 struct Builder<'a> {
@@ -222,11 +186,7 @@ impl Builder<'_> {
         let rest = &self.source.text[start..];
         match style {
             TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => {
-                let quote = if style == TScalarStyle::SingleQuoted {
-                    '\''
-                } else {
-                    '"'
-                };
+                let quote = if style == TScalarStyle::SingleQuoted { '\'' } else { '"' };
                 let mut escaped = false;
                 for (i, c) in rest.char_indices().skip(1) {
                     if c == quote && !escaped {
@@ -240,9 +200,7 @@ impl Builder<'_> {
                 if rest.starts_with(value) {
                     value.len()
                 } else {
-                    rest.find(['\n', ',', ']', '}', '#'])
-                        .unwrap_or(rest.len())
-                        .max(1)
+                    rest.find(['\n', ',', ']', '}', '#']).unwrap_or(rest.len()).max(1)
                 }
             }
             _ => rest.find('\n').unwrap_or(rest.len()),
@@ -259,28 +217,16 @@ impl Builder<'_> {
             Some(Frame::Map { entries, key, .. }) => match key.take() {
                 Some(k) => entries.push((k, node)),
                 None => match node.value {
-                    Value::Str(name) => {
-                        *key = Some(Key {
-                            name,
-                            span: node.span,
-                        })
-                    }
+                    Value::Str(name) => *key = Some(Key { name, span: node.span }),
                     Value::Int(_) | Value::Float(_) | Value::Bool(_) | Value::Null => {
                         let name = self.source.text[node.span.start..node.span.end].to_string();
-                        *key = Some(Key {
-                            name,
-                            span: node.span,
-                        });
+                        *key = Some(Key { name, span: node.span });
                     }
                     _ => {
                         if self.error.is_none() {
-                            self.error =
-                                Some(Diagnostic::new("map keys must be plain names", node.span));
+                            self.error = Some(Diagnostic::new("map keys must be plain names", node.span));
                         }
-                        *key = Some(Key {
-                            name: String::new(),
-                            span: node.span,
-                        });
+                        *key = Some(Key { name: String::new(), span: node.span });
                     }
                 },
             },
@@ -295,58 +241,29 @@ impl MarkedEventReceiver for Builder<'_> {
             Event::Scalar(text, style, anchor, _tag) => {
                 let len = self.scalar_len(at, style, &text);
                 let span = Span::new(self.file, at, at + len);
-                let value = if style == TScalarStyle::Plain {
-                    resolve_plain(&text)
-                } else {
-                    Value::Str(text)
-                };
+                let value = if style == TScalarStyle::Plain { resolve_plain(&text) } else { Value::Str(text) };
                 self.push(Node::new(value, span), anchor);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
-                items: Vec::new(),
-                start: at,
-                anchor,
-            }),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
-                entries: Vec::new(),
-                key: None,
-                start: at,
-                anchor,
-            }),
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq { items: Vec::new(), start: at, anchor }),
+            Event::MappingStart(anchor, _) => {
+                self.stack.push(Frame::Map { entries: Vec::new(), key: None, start: at, anchor })
+            }
             Event::SequenceEnd => {
-                if let Some(Frame::Seq {
-                    items,
-                    start,
-                    anchor,
-                }) = self.stack.pop()
-                {
+                if let Some(Frame::Seq { items, start, anchor }) = self.stack.pop() {
                     let span = Span::new(self.file, start, at.max(start + 1));
                     self.push(Node::new(Value::Seq(items), span), anchor);
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map {
-                    entries,
-                    start,
-                    anchor,
-                    ..
-                }) = self.stack.pop()
-                {
+                if let Some(Frame::Map { entries, start, anchor, .. }) = self.stack.pop() {
                     // A block map's span starts at its first key.
-                    let start = entries
-                        .first()
-                        .map_or(start, |(k, _)| k.span.start.min(start));
+                    let start = entries.first().map_or(start, |(k, _)| k.span.start.min(start));
                     let span = Span::new(self.file, start, at.max(start + 1));
                     self.push(Node::new(Value::Map(entries), span), anchor);
                 }
             }
             Event::Alias(id) => {
-                let found = self
-                    .anchors
-                    .iter()
-                    .rev()
-                    .find(|(a, _)| *a == id)
-                    .map(|(_, n)| n.clone());
+                let found = self.anchors.iter().rev().find(|(a, _)| *a == id).map(|(_, n)| n.clone());
                 match found {
                     Some(node) => self.push(node, 0),
                     None => {
@@ -358,11 +275,7 @@ impl MarkedEventReceiver for Builder<'_> {
                     }
                 }
             }
-            Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentStart
-            | Event::DocumentEnd
-            | Event::Nothing => {}
+            Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd | Event::Nothing => {}
         }
     }
 }
@@ -397,9 +310,7 @@ mod tests {
         assert_eq!(&src.text[c.span.start..c.span.end], "'x y'");
         assert_eq!(c.value, Value::Str("x y".into()));
         let d = node.get("b").unwrap().get("d").unwrap();
-        let Value::Seq(items) = &d.value else {
-            panic!()
-        };
+        let Value::Seq(items) = &d.value else { panic!() };
         assert_eq!(items[0].value, Value::Float(1.5));
         assert_eq!(&src.text[items[1].span.start..items[1].span.end], "two");
         let (k, _) = &node.as_map().unwrap()[1];
@@ -436,9 +347,6 @@ mod tests {
         let (_, mut base) = parse_text("x: {a: 1, b: {c: 2, d: 3}}\nl: [1, 2]\n");
         let (_, over) = parse_text("x: {b: {c: 5}}\nl: [9]\n");
         base.merge(over);
-        assert_eq!(
-            base.to_json(),
-            serde_json::json!({"x": {"a": 1, "b": {"c": 5, "d": 3}}, "l": [9]})
-        );
+        assert_eq!(base.to_json(), serde_json::json!({"x": {"a": 1, "b": {"c": 5, "d": 3}}, "l": [9]}));
     }
 }

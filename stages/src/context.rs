@@ -55,14 +55,7 @@ impl<'a> StageContext<'a> {
         scratch: PathBuf,
         progress: &'a dyn Progress,
     ) -> Self {
-        StageContext {
-            stage: stage.into(),
-            seed,
-            inputs,
-            outputs,
-            scratch,
-            progress,
-        }
+        StageContext { stage: stage.into(), seed, inputs, outputs, scratch, progress }
     }
 
     pub fn progress(&self) -> &dyn Progress {
@@ -75,9 +68,7 @@ impl<'a> StageContext<'a> {
     }
 
     pub fn input(&self, name: &str) -> Result<&Slot> {
-        self.inputs
-            .get(name)
-            .ok_or_else(|| StageError::Internal(format!("stage has no input `{name}` bound")))
+        self.inputs.get(name).ok_or_else(|| StageError::Internal(format!("stage has no input `{name}` bound")))
     }
 
     /// Opens a table input.
@@ -85,9 +76,7 @@ impl<'a> StageContext<'a> {
         let slot = self.input(name)?;
         match slot.artifact {
             Artifact::Table(_) => TableReader::open(&slot.dir),
-            Artifact::Files(kind) => Err(StageError::Internal(format!(
-                "input `{name}` is a {kind}, not a table"
-            ))),
+            Artifact::Files(kind) => Err(StageError::Internal(format!("input `{name}` is a {kind}, not a table"))),
         }
     }
 
@@ -97,9 +86,7 @@ impl<'a> StageContext<'a> {
     }
 
     fn output(&self, name: &str) -> Result<&Slot> {
-        self.outputs
-            .get(name)
-            .ok_or_else(|| StageError::Internal(format!("stage has no output `{name}`")))
+        self.outputs.get(name).ok_or_else(|| StageError::Internal(format!("stage has no output `{name}`")))
     }
 
     /// A writer for a table output.
@@ -107,9 +94,7 @@ impl<'a> StageContext<'a> {
         let slot = self.output(name)?;
         match &slot.artifact {
             Artifact::Table(schema) => TableWriter::create(&slot.dir, schema),
-            Artifact::Files(kind) => Err(StageError::Internal(format!(
-                "output `{name}` is a {kind}, not a table"
-            ))),
+            Artifact::Files(kind) => Err(StageError::Internal(format!("output `{name}` is a {kind}, not a table"))),
         }
     }
 

@@ -15,10 +15,7 @@ pub enum StageError {
     Data { origin: String, message: String },
 
     #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
@@ -43,24 +40,15 @@ pub enum StageError {
 
 impl StageError {
     pub fn param(path: impl Into<String>, message: impl Into<String>) -> Self {
-        StageError::Param {
-            path: path.into(),
-            message: message.into(),
-        }
+        StageError::Param { path: path.into(), message: message.into() }
     }
 
     pub fn data(origin: impl Into<String>, message: impl Into<String>) -> Self {
-        StageError::Data {
-            origin: origin.into(),
-            message: message.into(),
-        }
+        StageError::Data { origin: origin.into(), message: message.into() }
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        StageError::Io {
-            path: path.into(),
-            source,
-        }
+        StageError::Io { path: path.into(), source }
     }
 }
 

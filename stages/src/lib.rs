@@ -6,9 +6,9 @@
 //! parameters, inputs and seed.
 
 pub mod context;
-pub mod model;
 pub mod device;
 pub mod error;
+pub mod model;
 pub mod registry;
 pub mod schema;
 pub mod stage;
@@ -28,6 +28,5 @@ pub use context::{NoProgress, Progress, Slot, StageContext};
 pub use error::{Result, StageError};
 pub use registry::Registry;
 pub use stage::{
-    Accepts, Artifact, ConfiguredStage, InputArtifacts, InputDecl, KindOf, OutputDecl, Stage,
-    StageKind, StageReport,
+    Accepts, Artifact, ConfiguredStage, InputArtifacts, InputDecl, KindOf, OutputDecl, Stage, StageKind, StageReport,
 };

@@ -23,9 +23,7 @@ pub struct Registry {
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry {
-            kinds: BUILTIN.to_vec(),
-        }
+        Registry { kinds: BUILTIN.to_vec() }
     }
 }
 

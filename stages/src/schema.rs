@@ -57,27 +57,18 @@ struct FieldFile {
 impl TableSchema {
     /// Parses a schema file's JSON text. `origin` names the file in errors.
     pub fn from_json(origin: &str, text: &str) -> Result<Self, StageError> {
-        let file: SchemaFile = serde_json::from_str(text)
-            .map_err(|e| StageError::Internal(format!("{origin}: {e}")))?;
+        let file: SchemaFile =
+            serde_json::from_str(text).map_err(|e| StageError::Internal(format!("{origin}: {e}")))?;
         let columns = file
             .fields
             .into_iter()
             .map(|f| {
-                let ty = ColumnType::parse(&f.ty).map_err(|e| {
-                    StageError::Internal(format!("{origin}: field `{}`: {e}", f.name))
-                })?;
-                Ok(Column {
-                    name: f.name,
-                    ty,
-                    about: f.about,
-                })
+                let ty = ColumnType::parse(&f.ty)
+                    .map_err(|e| StageError::Internal(format!("{origin}: field `{}`: {e}", f.name)))?;
+                Ok(Column { name: f.name, ty, about: f.about })
             })
             .collect::<Result<_, StageError>>()?;
-        Ok(TableSchema {
-            name: file.name,
-            about: file.about,
-            columns,
-        })
+        Ok(TableSchema { name: file.name, about: file.about, columns })
     }
 
     pub fn column(&self, name: &str) -> Option<&Column> {
@@ -86,19 +77,13 @@ impl TableSchema {
 
     pub fn arrow(&self) -> Arc<Schema> {
         Arc::new(Schema::new(
-            self.columns
-                .iter()
-                .map(|c| Field::new(&c.name, c.ty.data.clone(), c.ty.nullable))
-                .collect::<Vec<_>>(),
+            self.columns.iter().map(|c| Field::new(&c.name, c.ty.data.clone(), c.ty.nullable)).collect::<Vec<_>>(),
         ))
     }
 
     /// One line per column, `name: type`, as printed by `kiln inspect` and hashed into keys.
     pub fn describe(&self) -> String {
-        self.columns
-            .iter()
-            .map(|c| format!("{}: {}\n", c.name, c.ty))
-            .collect()
+        self.columns.iter().map(|c| format!("{}: {}\n", c.name, c.ty)).collect()
     }
 }
 
@@ -112,10 +97,7 @@ impl ColumnType {
         let mut parser = TypeParser { text: body, pos: 0 };
         let data = parser.data_type()?;
         if parser.pos != body.len() {
-            return Err(format!(
-                "unexpected `{}` in type `{text}`",
-                &body[parser.pos..]
-            ));
+            return Err(format!("unexpected `{}` in type `{text}`", &body[parser.pos..]));
         }
         Ok(ColumnType { data, nullable })
     }
@@ -123,12 +105,7 @@ impl ColumnType {
 
 impl fmt::Display for ColumnType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}{}",
-            type_name(&self.data),
-            if self.nullable { "?" } else { "" }
-        )
+        write!(f, "{}{}", type_name(&self.data), if self.nullable { "?" } else { "" })
     }
 }
 
@@ -149,10 +126,8 @@ pub fn type_name(data: &DataType) -> String {
             format!("list<{}>", type_name(item.data_type()))
         }
         DataType::Struct(fields) => {
-            let inner: Vec<String> = fields
-                .iter()
-                .map(|f| format!("{}:{}", f.name(), type_name(f.data_type())))
-                .collect();
+            let inner: Vec<String> =
+                fields.iter().map(|f| format!("{}:{}", f.name(), type_name(f.data_type()))).collect();
             format!("struct<{}>", inner.join(","))
         }
         other => format!("{other}"),
@@ -246,11 +221,8 @@ pub mod standard {
         ($fn_name:ident, $file:literal) => {
             pub fn $fn_name() -> &'static TableSchema {
                 static SCHEMA: LazyLock<TableSchema> = LazyLock::new(|| {
-                    TableSchema::from_json(
-                        concat!("schemas/", $file),
-                        include_str!(concat!("../../schemas/", $file)),
-                    )
-                    .expect("the standard schemas parse (tested)")
+                    TableSchema::from_json(concat!("schemas/", $file), include_str!(concat!("../../schemas/", $file)))
+                        .expect("the standard schemas parse (tested)")
                 });
                 &SCHEMA
             }
@@ -266,14 +238,7 @@ pub mod standard {
 
     /// Every standard schema, for `kiln schema` listings and conformance tests.
     pub fn all() -> Vec<&'static TableSchema> {
-        vec![
-            problems(),
-            chats(),
-            tokens(),
-            packed(),
-            train_metrics(),
-            predictions(),
-        ]
+        vec![problems(), chats(), tokens(), packed(), train_metrics(), predictions()]
     }
 }
 
@@ -307,17 +272,7 @@ mod tests {
     #[test]
     fn every_standard_schema_parses() {
         let names: Vec<_> = standard::all().iter().map(|s| s.name.clone()).collect();
-        assert_eq!(
-            names,
-            [
-                "problems",
-                "chats",
-                "tokens",
-                "packed",
-                "train_metrics",
-                "predictions"
-            ]
-        );
+        assert_eq!(names, ["problems", "chats", "tokens", "packed", "train_metrics", "predictions"]);
         assert!(standard::packed().column("seq_lens").is_some());
     }
 }

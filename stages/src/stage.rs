@@ -68,20 +68,12 @@ impl Accepts {
                 if problems.is_empty() {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "its table `{}` has {}",
-                        schema.name,
-                        problems.join(", ")
-                    ))
+                    Err(format!("its table `{}` has {}", schema.name, problems.join(", ")))
                 }
             }
             (Accepts::Files(want), Artifact::Files(have)) if want == have => Ok(()),
-            (Accepts::Files(want), Artifact::Files(have)) => {
-                Err(format!("it is a {have}, not a {want}"))
-            }
-            (Accepts::Table(_), Artifact::Files(have)) => {
-                Err(format!("it is a {have}, not a table"))
-            }
+            (Accepts::Files(want), Artifact::Files(have)) => Err(format!("it is a {have}, not a {want}")),
+            (Accepts::Table(_), Artifact::Files(have)) => Err(format!("it is a {have}, not a table")),
             (Accepts::Files(want), Artifact::Table(schema)) => {
                 Err(format!("it is the table `{}`, not a {want}", schema.name))
             }
@@ -98,16 +90,10 @@ pub struct OutputDecl {
 
 impl OutputDecl {
     pub fn table(name: &'static str, schema: &TableSchema) -> Self {
-        OutputDecl {
-            name,
-            artifact: Artifact::Table(schema.clone()),
-        }
+        OutputDecl { name, artifact: Artifact::Table(schema.clone()) }
     }
     pub fn files(name: &'static str, kind: &'static str) -> Self {
-        OutputDecl {
-            name,
-            artifact: Artifact::Files(kind),
-        }
+        OutputDecl { name, artifact: Artifact::Files(kind) }
     }
 }
 
@@ -124,10 +110,7 @@ pub struct StageReport {
 
 impl StageReport {
     pub fn metric(mut self, name: &str, value: impl Serialize) -> Self {
-        self.metrics.insert(
-            name.into(),
-            serde_json::to_value(value).expect("metrics serialize"),
-        );
+        self.metrics.insert(name.into(), serde_json::to_value(value).expect("metrics serialize"));
         self
     }
     pub fn summary(mut self, line: impl Into<String>) -> Self {

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch,
-    StringArray, StructArray,
+    Array, ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
+    StructArray,
 };
 use arrow::datatypes::Schema;
 use parquet::arrow::ArrowWriter;
@@ -46,12 +46,7 @@ impl TableWriter {
             .build();
         let arrow_schema = schema.arrow();
         let writer = ArrowWriter::try_new(file, arrow_schema.clone(), Some(props))?;
-        Ok(TableWriter {
-            schema: arrow_schema,
-            path,
-            writer,
-            rows: 0,
-        })
+        Ok(TableWriter { schema: arrow_schema, path, writer, rows: 0 })
     }
 
     pub fn schema(&self) -> &Arc<Schema> {
@@ -126,13 +121,9 @@ impl TableReader {
     /// Streams the table's batches in order.
     pub fn batches(&self) -> impl Iterator<Item = Result<RecordBatch>> + '_ {
         self.parts.iter().flat_map(|part| {
-            let reader = File::open(part)
-                .map_err(|e| StageError::io(part, e))
-                .and_then(|file| {
-                    Ok(ParquetRecordBatchReaderBuilder::try_new(file)?
-                        .with_batch_size(ROW_GROUP_ROWS)
-                        .build()?)
-                });
+            let reader = File::open(part).map_err(|e| StageError::io(part, e)).and_then(|file| {
+                Ok(ParquetRecordBatchReaderBuilder::try_new(file)?.with_batch_size(ROW_GROUP_ROWS).build()?)
+            });
             let iter: Box<dyn Iterator<Item = Result<RecordBatch>>> = match reader {
                 Ok(reader) => Box::new(reader.map(|b| b.map_err(StageError::from))),
                 Err(e) => Box::new(std::iter::once(Err(e))),
@@ -163,10 +154,7 @@ impl<'a> Columns<'a> {
             .column_by_name(name)
             .ok_or_else(|| StageError::Internal(format!("input has no column `{name}`")))?;
         column.as_any().downcast_ref::<T>().ok_or_else(|| {
-            StageError::Internal(format!(
-                "column `{name}` has type {}, not the declared one",
-                column.data_type()
-            ))
+            StageError::Internal(format!("column `{name}` has type {}, not the declared one", column.data_type()))
         })
     }
 
@@ -208,8 +196,7 @@ pub mod build {
     use std::sync::Arc;
 
     use arrow::array::{
-        ArrayRef, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
-        StructBuilder,
+        ArrayRef, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
     };
     use arrow::datatypes::{DataType, Field, Fields};
 
@@ -243,24 +230,19 @@ pub mod build {
     /// A `list<struct<...>>` column whose struct fields are all strings or int32s, given
     /// per row as a list of records (one `Vec<Value>` per struct, in field order).
     pub fn list_struct(fields: &[(&str, DataType)], rows: &[Vec<Vec<Value>>]) -> ArrayRef {
-        let arrow_fields: Fields = fields
-            .iter()
-            .map(|(name, ty)| Field::new(*name, ty.clone(), false))
-            .collect();
+        let arrow_fields: Fields = fields.iter().map(|(name, ty)| Field::new(*name, ty.clone(), false)).collect();
         let mut builder = ListBuilder::new(StructBuilder::from_fields(arrow_fields, 0));
         for row in rows {
             let structs = builder.values();
             for record in row {
                 for (i, value) in record.iter().enumerate() {
                     match value {
-                        Value::Str(s) => structs
-                            .field_builder::<StringBuilder>(i)
-                            .expect("string field")
-                            .append_value(s),
-                        Value::I32(v) => structs
-                            .field_builder::<Int32Builder>(i)
-                            .expect("int32 field")
-                            .append_value(*v),
+                        Value::Str(s) => {
+                            structs.field_builder::<StringBuilder>(i).expect("string field").append_value(s)
+                        }
+                        Value::I32(v) => {
+                            structs.field_builder::<Int32Builder>(i).expect("int32 field").append_value(*v)
+                        }
                     }
                 }
                 structs.append(true);

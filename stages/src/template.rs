@@ -30,10 +30,7 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: &str, content: &str) -> Self {
-        Message {
-            role: role.into(),
-            content: content.into(),
-        }
+        Message { role: role.into(), content: content.into() }
     }
 }
 
@@ -74,11 +71,7 @@ impl Template {
             let start = text.len();
             text.push_str(&m.content);
             text.push_str(IM_END);
-            turns.push(Turn {
-                role: &m.role,
-                start,
-                end: text.len(),
-            });
+            turns.push(Turn { role: &m.role, start, end: text.len() });
             text.push('\n');
         }
         Rendered { text, turns }
@@ -111,10 +104,7 @@ mod tests {
     fn chatml_spans_cover_content_and_end_token() {
         let messages = [Message::new("user", "1+1?"), Message::new("assistant", "2")];
         let r = Template::Chatml.render(&messages);
-        assert_eq!(
-            r.text,
-            "<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n2<|im_end|>\n"
-        );
+        assert_eq!(r.text, "<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n2<|im_end|>\n");
         let spans: Vec<&str> = r.turns.iter().map(|t| &r.text[t.start..t.end]).collect();
         assert_eq!(spans, ["1+1?<|im_end|>", "2<|im_end|>"]);
         assert_eq!(

@@ -41,7 +41,9 @@ pub fn step(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], hyper
 pub fn sum_of_squares(grads: &[&[f32]]) -> f64 {
     grads
         .iter()
-        .map(|g| g.par_chunks(CHUNK).map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()).collect::<Vec<f64>>())
+        .map(|g| {
+            g.par_chunks(CHUNK).map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()).collect::<Vec<f64>>()
+        })
         .map(|parts| parts.iter().sum::<f64>())
         .sum()
 }

@@ -92,7 +92,14 @@ mod tests {
     use candle_core::Var;
 
     /// torch.optim.AdamW's update written with candle tensor ops, as the reference.
-    fn reference_step(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, h: Hyper, t: i32) -> Result<(Tensor, Tensor, Tensor)> {
+    fn reference_step(
+        p: &Tensor,
+        g: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+        h: Hyper,
+        t: i32,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let p = (p * (1.0 - h.lr as f64 * h.weight_decay as f64))?;
         let m = ((m * h.beta1 as f64)? + (g * (1.0 - h.beta1 as f64))?)?;
         let v = ((v * h.beta2 as f64)? + (g.sqr()? * (1.0 - h.beta2 as f64))?)?;
@@ -131,7 +138,10 @@ mod tests {
         let gb = Tensor::new(&[-4.0f32], &candle_core::Device::Cpu)?;
         let mut opt = AdamW::new(&[2, 1]);
         let norm = opt.step(
-            &[Update { param: a.as_tensor(), grad: &ga, decay: true }, Update { param: b.as_tensor(), grad: &gb, decay: false }],
+            &[
+                Update { param: a.as_tensor(), grad: &ga, decay: true },
+                Update { param: b.as_tensor(), grad: &gb, decay: false },
+            ],
             hyper,
             Some(1.0),
         )?;

@@ -85,7 +85,14 @@ struct SegmentViews<'a> {
 impl<'a> SegmentViews<'a> {
     fn rows(&self, offset: usize, first: usize, rows: usize) -> Mat<'a> {
         let w = self.heads.qkv_width();
-        Mat { data: self.seg, offset: first * w + offset, rows, cols: self.heads.head_dim, row_stride: w, col_stride: 1 }
+        Mat {
+            data: self.seg,
+            offset: first * w + offset,
+            rows,
+            cols: self.heads.head_dim,
+            row_stride: w,
+            col_stride: 1,
+        }
     }
     fn q(&self, h: usize, first: usize, rows: usize) -> Mat<'a> {
         self.rows(self.heads.q(h), first, rows)

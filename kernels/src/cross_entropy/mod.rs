@@ -84,8 +84,9 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         for (rows, vocab) in [(1, 2), (17, 31), (128, 513)] {
             let logits = Var::from_tensor(&(random(seed, &[rows, vocab])? * 5.0)?)?;
-            let labels: Vec<i32> =
-                (0..rows).map(|_| if rng.random_bool(0.3) { IGNORE } else { rng.random_range(0..vocab as i32) }).collect();
+            let labels: Vec<i32> = (0..rows)
+                .map(|_| if rng.random_bool(0.3) { IGNORE } else { rng.random_range(0..vocab as i32) })
+                .collect();
             let normalizer = 1.0 + labels.iter().filter(|&&l| l != IGNORE).count() as f32;
             let fused = cross_entropy(&logits, &Arc::new(labels.clone()), normalizer)?;
             let slow = reference(&logits, &labels, normalizer)?;

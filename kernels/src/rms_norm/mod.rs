@@ -70,7 +70,7 @@ impl CustomOp3 for RmsNormBackward {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{assert_close, random, check_grads};
+    use crate::testing::{assert_close, check_grads, random};
     use candle_core::{D, Var};
 
     /// The composition of differentiable candle primitives that the op must equal.

@@ -76,10 +76,7 @@ impl Stage for ChatFormat {
                 match schema.column(column) {
                     Some(c) if c.ty.data == DataType::Utf8 => {}
                     Some(c) => {
-                        return Err(StageError::param(
-                            path,
-                            format!("column `{column}` is {}, not string", c.ty),
-                        ));
+                        return Err(StageError::param(path, format!("column `{column}` is {}, not string", c.ty)));
                     }
                     None => {
                         return Err(StageError::param(
@@ -102,10 +99,7 @@ impl Stage for ChatFormat {
             let batch = batch?;
             let cols = Columns::new(&batch);
             let (ids, families) = (cols.i64s("id")?, cols.strings("family")?);
-            let (users, answers) = (
-                cols.strings(&params.user)?,
-                cols.strings(&params.assistant)?,
-            );
+            let (users, answers) = (cols.strings(&params.user)?, cols.strings(&params.assistant)?);
             let rendered: Vec<(Vec<Message>, String, Vec<Vec<Value>>)> = (0..batch.num_rows())
                 .into_par_iter()
                 .map(|i| {
@@ -114,13 +108,7 @@ impl Stage for ChatFormat {
                     let turns = r
                         .turns
                         .iter()
-                        .map(|t| {
-                            vec![
-                                Value::Str(t.role.into()),
-                                Value::I32(t.start as i32),
-                                Value::I32(t.end as i32),
-                            ]
-                        })
+                        .map(|t| vec![Value::Str(t.role.into()), Value::I32(t.start as i32), Value::I32(t.end as i32)])
                         .collect();
                     let text = r.text;
                     (messages, text, turns)
@@ -129,28 +117,17 @@ impl Stage for ChatFormat {
             let messages: Vec<Vec<Vec<Value>>> = rendered
                 .iter()
                 .map(|(m, _, _)| {
-                    m.iter()
-                        .map(|m| vec![Value::Str(m.role.clone()), Value::Str(m.content.clone())])
-                        .collect()
+                    m.iter().map(|m| vec![Value::Str(m.role.clone()), Value::Str(m.content.clone())]).collect()
                 })
                 .collect();
             let turns: Vec<Vec<Vec<Value>>> = rendered.iter().map(|(_, _, t)| t.clone()).collect();
             let columns: Vec<ArrayRef> = vec![
                 Arc::new(Int64Array::from(ids.values().to_vec())),
                 Arc::new(families.clone()),
+                build::list_struct(&[("role", DataType::Utf8), ("content", DataType::Utf8)], &messages),
+                Arc::new(StringArray::from_iter_values(rendered.iter().map(|(_, t, _)| t))),
                 build::list_struct(
-                    &[("role", DataType::Utf8), ("content", DataType::Utf8)],
-                    &messages,
-                ),
-                Arc::new(StringArray::from_iter_values(
-                    rendered.iter().map(|(_, t, _)| t),
-                )),
-                build::list_struct(
-                    &[
-                        ("role", DataType::Utf8),
-                        ("start", DataType::Int32),
-                        ("end", DataType::Int32),
-                    ],
+                    &[("role", DataType::Utf8), ("start", DataType::Int32), ("end", DataType::Int32)],
                     &turns,
                 ),
             ];
@@ -159,8 +136,6 @@ impl Stage for ChatFormat {
             ctx.progress().advance(batch.num_rows() as u64);
         }
         writer.finish()?;
-        Ok(StageReport::default()
-            .metric("chats", rows)
-            .summary(format!("{rows} conversations")))
+        Ok(StageReport::default().metric("chats", rows).summary(format!("{rows} conversations")))
     }
 }

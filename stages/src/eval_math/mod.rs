@@ -169,10 +169,16 @@ impl Stage for EvalMath {
             outputs.iter().map(|o| tokenizer.decode(o, false).map_err(tok_err)).collect::<Result<_>>()?;
         let strict: Vec<Option<String>> = texts.iter().map(|t| extract::strict(t)).collect();
         let flexible: Vec<Option<String>> = texts.iter().map(|t| extract::flexible(t)).collect();
-        let correct: Vec<bool> =
-            strict.iter().zip(&problems).map(|(e, p)| e.as_deref().is_some_and(|e| extract::same_answer(e, &p.gold))).collect();
-        let correct_flexible: Vec<bool> =
-            flexible.iter().zip(&problems).map(|(e, p)| e.as_deref().is_some_and(|e| extract::same_answer(e, &p.gold))).collect();
+        let correct: Vec<bool> = strict
+            .iter()
+            .zip(&problems)
+            .map(|(e, p)| e.as_deref().is_some_and(|e| extract::same_answer(e, &p.gold)))
+            .collect();
+        let correct_flexible: Vec<bool> = flexible
+            .iter()
+            .zip(&problems)
+            .map(|(e, p)| e.as_deref().is_some_and(|e| extract::same_answer(e, &p.gold)))
+            .collect();
 
         let mut writer = ctx.write_table("predictions")?;
         let columns: Vec<ArrayRef> = vec![
@@ -202,8 +208,7 @@ impl Stage for EvalMath {
             per_family.iter().map(|(f, (c, t))| (*f, *c as f64 / *t as f64)).collect();
         let unfinished = outputs.iter().filter(|o| o.len() >= params.max_new_tokens).count();
         let mean_tokens = outputs.iter().map(Vec::len).sum::<usize>() as f64 / n;
-        let families: Vec<String> =
-            family_accuracy.iter().map(|(f, a)| format!("{f} {:.0}%", 100.0 * a)).collect();
+        let families: Vec<String> = family_accuracy.iter().map(|(f, a)| format!("{f} {:.0}%", 100.0 * a)).collect();
         Ok(StageReport::default()
             .metric("problems", problems.len())
             .metric("accuracy", accuracy)

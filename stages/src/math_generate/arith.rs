@@ -83,16 +83,9 @@ fn add_steps(a: u64, b: u64) -> String {
     let mut carry = 0;
     let mut parts = Vec::new();
     for i in 0..da.len().max(db.len()) {
-        let (x, y) = (
-            da.get(i).copied().unwrap_or(0),
-            db.get(i).copied().unwrap_or(0),
-        );
+        let (x, y) = (da.get(i).copied().unwrap_or(0), db.get(i).copied().unwrap_or(0));
         let sum = x + y + carry;
-        parts.push(if i == 0 {
-            format!("{x}+{y}={sum}")
-        } else {
-            format!("{x}+{y}+{carry}={sum}")
-        });
+        parts.push(if i == 0 { format!("{x}+{y}={sum}") } else { format!("{x}+{y}+{carry}={sum}") });
         carry = sum / 10;
     }
     parts.join(", ") + "."
@@ -130,11 +123,7 @@ fn mul_row(top: u64, digit: u64) -> (String, u64) {
 /// Long multiplication: the longer number on top, one row per digit of the other, then
 /// the rows added up with their place value.
 fn mul_steps(a: u64, b: u64) -> String {
-    let (top, bottom) = if digits(a).len() >= digits(b).len() {
-        (a, b)
-    } else {
-        (b, a)
-    };
+    let (top, bottom) = if digits(a).len() >= digits(b).len() { (a, b) } else { (b, a) };
     let bottom_digits = digits(bottom);
     if bottom_digits.len() == 1 {
         return mul_row(top, bottom).0 + ".";
@@ -220,15 +209,10 @@ mod tests {
             // a row header such as `47*8` or `376+1410`
             return;
         };
-        let value =
-            |s: &str| -> u64 { s.trim().parse().unwrap_or_else(|_| panic!("{s} in {fact}")) };
+        let value = |s: &str| -> u64 { s.trim().parse().unwrap_or_else(|_| panic!("{s} in {fact}")) };
         let result: u64 = if let Some((q, r)) = rhs.split_once(" r") {
             let (cur, div) = lhs.split_once('/').unwrap();
-            assert_eq!(
-                value(cur),
-                value(q) * value(div) + value(r),
-                "{a}{op:?}{b}: {fact}"
-            );
+            assert_eq!(value(cur), value(q) * value(div) + value(r), "{a}{op:?}{b}: {fact}");
             return;
         } else {
             value(rhs)

@@ -69,14 +69,7 @@ pub struct Params {
 impl Default for Params {
     fn default() -> Self {
         Params {
-            families: vec![
-                Family::Add,
-                Family::Sub,
-                Family::Mul,
-                Family::Div,
-                Family::MultiStep,
-                Family::Word,
-            ],
+            families: vec![Family::Add, Family::Sub, Family::Mul, Family::Div, Family::MultiStep, Family::Word],
             count: 10_000,
             digits: [1, 2],
             steps: true,
@@ -98,8 +91,7 @@ impl Stage for MathGenerate {
     type Params = Params;
     const KIND: &'static str = "math.generate";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str =
-        "math problems with step-by-step solutions and calculator annotations (GSM8K format)";
+    const ABOUT: &'static str = "math problems with step-by-step solutions and calculator annotations (GSM8K format)";
     const RANDOM: bool = true;
 
     fn inputs() -> &'static [InputDecl] {
@@ -134,32 +126,20 @@ impl Stage for MathGenerate {
         let mut start = 0;
         while start < params.count {
             let end = (start + CHUNK).min(params.count);
-            let problems: Vec<Problem> = (start..end)
-                .map(|id| generate(params, ctx.seed, id))
-                .collect();
+            let problems: Vec<Problem> = (start..end).map(|id| generate(params, ctx.seed, id)).collect();
             let columns: Vec<ArrayRef> = vec![
                 Arc::new(Int64Array::from_iter_values((start..end).map(|i| i as i64))),
-                Arc::new(StringArray::from_iter_values(
-                    problems.iter().map(|p| p.family.name()),
-                )),
-                Arc::new(StringArray::from_iter_values(
-                    problems.iter().map(|p| &p.question),
-                )),
-                Arc::new(StringArray::from_iter_values(
-                    problems.iter().map(|p| &p.solution),
-                )),
-                Arc::new(StringArray::from_iter_values(
-                    problems.iter().map(|p| p.answer.to_string()),
-                )),
+                Arc::new(StringArray::from_iter_values(problems.iter().map(|p| p.family.name()))),
+                Arc::new(StringArray::from_iter_values(problems.iter().map(|p| &p.question))),
+                Arc::new(StringArray::from_iter_values(problems.iter().map(|p| &p.solution))),
+                Arc::new(StringArray::from_iter_values(problems.iter().map(|p| p.answer.to_string()))),
             ];
             writer.write_columns(columns)?;
             ctx.progress().advance(end - start);
             start = end;
         }
         let rows = writer.finish()?;
-        Ok(StageReport::default()
-            .metric("problems", rows)
-            .summary(format!("{rows} problems")))
+        Ok(StageReport::default().metric("problems", rows).summary(format!("{rows} problems")))
     }
 }
 
@@ -168,10 +148,7 @@ pub fn generate(params: &Params, seed: u64, id: u64) -> Problem {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(id);
     let family = params.families[(id % params.families.len() as u64) as usize];
-    let mut draw = Draw {
-        rng: &mut rng,
-        digits: params.digits,
-    };
+    let mut draw = Draw { rng: &mut rng, digits: params.digits };
     let (question, chain) = match family {
         Family::Add => draw.arithmetic(Op::Add),
         Family::Sub => draw.arithmetic(Op::Sub),
@@ -196,12 +173,7 @@ pub fn generate(params: &Params, seed: u64, id: u64) -> Problem {
         solution.push('\n');
     }
     solution.push_str(&format!("#### {answer}"));
-    Problem {
-        family,
-        question,
-        solution,
-        answer,
-    }
+    Problem { family, question, solution, answer }
 }
 
 /// One computation of a solution, with the sentence that states it (`{}` stands for the
@@ -218,13 +190,7 @@ pub struct Step {
 impl Step {
     fn new(a: u64, op: Op, b: u64) -> Self {
         let result = op.apply(a, b).expect("drawn operations are exact");
-        Step {
-            a,
-            op,
-            b,
-            result,
-            sentence: "{}".into(),
-        }
+        Step { a, op, b, result, sentence: "{}".into() }
     }
 
     /// The same step stated by a sentence with `{}` where the annotation goes.
@@ -253,11 +219,7 @@ impl Draw<'_> {
     }
 
     fn of_length(&mut self, len: u32, min_one: u64) -> u64 {
-        let lo = if len == 1 {
-            min_one
-        } else {
-            10u64.pow(len - 1)
-        };
+        let lo = if len == 1 { min_one } else { 10u64.pow(len - 1) };
         self.rng.random_range(lo..10u64.pow(len))
     }
 
@@ -338,9 +300,7 @@ impl Draw<'_> {
                 "Find the quotient of {a} and {b}.",
             ]),
         };
-        let question = question
-            .replace("{a}", &a.to_string())
-            .replace("{b}", &b.to_string());
+        let question = question.replace("{a}", &a.to_string()).replace("{b}", &b.to_string());
         (question, vec![Step::new(a, op, b)])
     }
 
@@ -395,10 +355,7 @@ mod tests {
     use super::*;
 
     fn params(count: u64) -> Params {
-        Params {
-            count,
-            ..Params::default()
-        }
+        Params { count, ..Params::default() }
     }
 
     #[test]
@@ -431,10 +388,7 @@ mod tests {
                 let inner = &rest[start + 2..end];
                 let (expr, value) = inner.split_once('=').unwrap();
                 let op_at = expr.find(['+', '-', '*', '/']).unwrap();
-                let (a, b): (u64, u64) = (
-                    expr[..op_at].parse().unwrap(),
-                    expr[op_at + 1..].parse().unwrap(),
-                );
+                let (a, b): (u64, u64) = (expr[..op_at].parse().unwrap(), expr[op_at + 1..].parse().unwrap());
                 let op = match &expr[op_at..op_at + 1] {
                     "+" => Op::Add,
                     "-" => Op::Sub,
@@ -452,18 +406,11 @@ mod tests {
 
     #[test]
     fn operands_stay_in_the_digit_range() {
-        let p = Params {
-            families: vec![Family::Add, Family::Div],
-            ..params(2000)
-        };
+        let p = Params { families: vec![Family::Add, Family::Div], ..params(2000) };
         let mut longest = 0;
         for id in 0..2000 {
             let problem = generate(&p, 5, id);
-            for n in problem
-                .question
-                .split(|c: char| !c.is_ascii_digit())
-                .filter(|s| !s.is_empty())
-            {
+            for n in problem.question.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()) {
                 assert!(n.len() <= 2, "{}", problem.question);
                 longest = longest.max(n.len());
             }
@@ -473,21 +420,12 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_named() {
-        let bad = Params {
-            digits: [3, 1],
-            ..Params::default()
-        };
+        let bad = Params { digits: [3, 1], ..Params::default() };
         match MathGenerate::check(&bad) {
             Err(StageError::Param { path, .. }) => assert_eq!(path, "digits"),
             other => panic!("{other:?}"),
         }
-        let empty = Params {
-            families: vec![],
-            ..Params::default()
-        };
-        assert!(matches!(
-            MathGenerate::check(&empty),
-            Err(StageError::Param { .. })
-        ));
+        let empty = Params { families: vec![], ..Params::default() };
+        assert!(matches!(MathGenerate::check(&empty), Err(StageError::Param { .. })));
     }
 }

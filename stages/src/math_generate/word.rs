@@ -16,17 +16,10 @@ const NAMES: &[(&str, &str)] = &[
     ("Nadia", "She"),
 ];
 
-const ITEMS: &[&str] = &[
-    "apples", "marbles", "stickers", "books", "coins", "pencils", "cookies", "cards", "shells",
-];
+const ITEMS: &[&str] = &["apples", "marbles", "stickers", "books", "coins", "pencils", "cookies", "cards", "shells"];
 
-const CONTAINERS: &[(&str, &str)] = &[
-    ("box", "boxes"),
-    ("bag", "bags"),
-    ("pack", "packs"),
-    ("jar", "jars"),
-    ("crate", "crates"),
-];
+const CONTAINERS: &[(&str, &str)] =
+    &[("box", "boxes"), ("bag", "bags"), ("pack", "packs"), ("jar", "jars"), ("crate", "crates")];
 
 /// Fills `{n}` (name), `{p}` (pronoun), `{i}` (items), `{c}`/`{cs}` (container, plural)
 /// and the numbers `{a}`, `{b}`, `{x}`.
@@ -57,12 +50,7 @@ pub fn problem(draw: &mut Draw) -> (String, Vec<Step>) {
     let &(name, pronoun) = draw.pick(NAMES);
     let items = *draw.pick(ITEMS);
     let container = *draw.pick(CONTAINERS);
-    let story = Story {
-        name,
-        pronoun,
-        items,
-        container,
-    };
+    let story = Story { name, pronoun, items, container };
     let kind = draw.rng_index(6);
     match kind {
         0 => one_step(
@@ -70,10 +58,7 @@ pub fn problem(draw: &mut Draw) -> (String, Vec<Step>) {
             &story,
             Op::Add,
             &[
-                (
-                    "{n} has {a} {i}. {p} buys {b} more {i}. How many {i} does {n} have now?",
-                    "{n} has {} {i} now.",
-                ),
+                ("{n} has {a} {i}. {p} buys {b} more {i}. How many {i} does {n} have now?", "{n} has {} {i} now."),
                 (
                     "{n} collected {a} {i} on Monday and {b} {i} on Tuesday. How many {i} did {n} collect in all?",
                     "{n} collected {} {i} in all.",
@@ -100,10 +85,7 @@ pub fn problem(draw: &mut Draw) -> (String, Vec<Step>) {
             &story,
             Op::Mul,
             &[
-                (
-                    "{n} buys {a} {cs} of {i}. Each {c} holds {b} {i}. How many {i} does {n} buy?",
-                    "{n} buys {} {i}.",
-                ),
+                ("{n} buys {a} {cs} of {i}. Each {c} holds {b} {i}. How many {i} does {n} buy?", "{n} buys {} {i}."),
                 (
                     "There are {a} {cs} with {b} {i} in each. How many {i} are there in total?",
                     "There are {} {i} in total.",
@@ -157,12 +139,7 @@ pub fn problem(draw: &mut Draw) -> (String, Vec<Step>) {
     }
 }
 
-fn one_step(
-    draw: &mut Draw,
-    story: &Story,
-    op: Op,
-    templates: &[(&str, &str)],
-) -> (String, Vec<Step>) {
+fn one_step(draw: &mut Draw, story: &Story, op: Op, templates: &[(&str, &str)]) -> (String, Vec<Step>) {
     let (a, b) = draw.operands(op);
     let &(question, sentence) = draw.pick(templates);
     let question = story.fill(question, &[("{a}", a), ("{b}", b)]);

@@ -77,20 +77,20 @@ pub fn load(dir: &Path) -> Result<Model> {
     config.check("")?;
     let path = dir.join(WEIGHTS_FILE);
     let bytes = std::fs::read(&path).map_err(|e| StageError::io(&path, e))?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| StageError::data(path.display().to_string(), e.to_string()))?;
+    let file =
+        SafeTensors::deserialize(&bytes).map_err(|e| StageError::data(path.display().to_string(), e.to_string()))?;
     let origin = path.display().to_string();
     let get = |name: &str, dims: &[usize]| -> Result<Tensor> {
-        let view = file
-            .tensor(name)
-            .map_err(|_| StageError::data(origin.clone(), format!("no tensor `{name}`")))?;
+        let view = file.tensor(name).map_err(|_| StageError::data(origin.clone(), format!("no tensor `{name}`")))?;
         if view.shape() != dims {
             return Err(StageError::data(
                 origin.clone(),
                 format!("tensor `{name}` has shape {:?}, the config implies {dims:?}", view.shape()),
             ));
         }
-        let values = to_f32(view.dtype(), view.data())
-            .ok_or_else(|| StageError::data(origin.clone(), format!("tensor `{name}` has unsupported dtype {:?}", view.dtype())))?;
+        let values = to_f32(view.dtype(), view.data()).ok_or_else(|| {
+            StageError::data(origin.clone(), format!("tensor `{name}` has unsupported dtype {:?}", view.dtype()))
+        })?;
         Ok(Tensor::from_vec(values, dims, &Device::Cpu)?)
     };
     let heads = super::Model::heads_of(&config);
@@ -143,8 +143,8 @@ fn st_err(e: safetensors::SafeTensorError) -> StageError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::tests::tiny_config;
     use crate::model::Tokens;
+    use crate::model::tests::tiny_config;
 
     #[test]
     fn a_saved_model_loads_with_the_same_outputs() -> candle_core::Result<()> {

@@ -73,12 +73,18 @@ impl Qwen2Config {
     pub fn check(&self, path: &str) -> Result<()> {
         let fail = |field: &str, message: String| Err(StageError::param(format!("{path}{field}"), message));
         if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
-            return fail("heads", format!("{} heads do not divide hidden size {}", self.num_attention_heads, self.hidden_size));
+            return fail(
+                "heads",
+                format!("{} heads do not divide hidden size {}", self.num_attention_heads, self.hidden_size),
+            );
         }
         if self.num_key_value_heads == 0 || self.num_attention_heads % self.num_key_value_heads != 0 {
             return fail(
                 "kv_heads",
-                format!("{} key/value heads do not divide {} heads", self.num_key_value_heads, self.num_attention_heads),
+                format!(
+                    "{} key/value heads do not divide {} heads",
+                    self.num_key_value_heads, self.num_attention_heads
+                ),
             );
         }
         if self.head_dim() % 2 != 0 {

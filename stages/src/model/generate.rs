@@ -89,7 +89,13 @@ pub fn greedy(model: &Model, prompts: &[Vec<u32>], stop: u32, max_new: usize) ->
 }
 
 /// One decoding step for the active sequences; returns the next token of each.
-fn step_batch(model: &Model, ids: &[u32], positions: &[u32], active: &[usize], caches: &mut [Cache]) -> Result<Vec<u32>> {
+fn step_batch(
+    model: &Model,
+    ids: &[u32],
+    positions: &[u32],
+    active: &[usize],
+    caches: &mut [Cache],
+) -> Result<Vec<u32>> {
     let heads = model.heads();
     let (d, kv, w) = (heads.head_dim, heads.kv_heads * heads.head_dim, heads.qkv_width());
     let q_width = heads.q_heads * d;
@@ -110,7 +116,14 @@ fn step_batch(model: &Model, ids: &[u32], positions: &[u32], active: &[usize], c
             let cache = &mut caches[s];
             cache.keys[layer].extend_from_slice(&row[q_width..q_width + kv]);
             cache.values[layer].extend_from_slice(&row[q_width + kv..]);
-            decode(&row[..q_width], &cache.keys[layer], &cache.values[layer], heads, scale, &mut out[slot * q_width..(slot + 1) * q_width]);
+            decode(
+                &row[..q_width],
+                &cache.keys[layer],
+                &cache.values[layer],
+                heads,
+                scale,
+                &mut out[slot * q_width..(slot + 1) * q_width],
+            );
         }
         let a = Tensor::from_vec(out, (b, q_width), &Device::Cpu)?;
         x = (x + a.matmul(&block.o_weight.t()?)?)?;

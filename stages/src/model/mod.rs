@@ -73,11 +73,7 @@ impl Model {
     }
 
     pub fn heads_of(config: &Qwen2Config) -> Heads {
-        Heads {
-            q_heads: config.num_attention_heads,
-            kv_heads: config.num_key_value_heads,
-            head_dim: config.head_dim(),
-        }
+        Heads { q_heads: config.num_attention_heads, kv_heads: config.num_key_value_heads, head_dim: config.head_dim() }
     }
 
     /// Fresh weights: normal(0, initializer_range) matrices and embedding, zero biases,
@@ -114,12 +110,19 @@ impl Model {
             });
         }
         let norm = draw(&[h], Init::Ones)?;
-        let lm_head = if config.tie_word_embeddings { None } else { Some(draw(&[config.vocab_size, h], Init::Normal)?) };
+        let lm_head =
+            if config.tie_word_embeddings { None } else { Some(draw(&[config.vocab_size, h], Init::Normal)?) };
         let model = Model::from_parts(config.clone(), embed, blocks, norm, lm_head);
         Ok((model, vars))
     }
 
-    pub fn from_parts(config: Qwen2Config, embed: Tensor, blocks: Vec<Block>, norm: Tensor, lm_head: Option<Tensor>) -> Model {
+    pub fn from_parts(
+        config: Qwen2Config,
+        embed: Tensor,
+        blocks: Vec<Block>,
+        norm: Tensor,
+        lm_head: Option<Tensor>,
+    ) -> Model {
         let rope =
             Arc::new(RopeTable::new(config.head_dim(), config.rope_theta as f32, config.max_position_embeddings));
         Model { config, embed, blocks, norm, lm_head, rope }

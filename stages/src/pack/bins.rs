@@ -101,10 +101,7 @@ struct MaxTree {
 impl MaxTree {
     fn new(n: usize) -> Self {
         let size = n.next_power_of_two();
-        MaxTree {
-            size,
-            max: vec![0; 2 * size],
-        }
+        MaxTree { size, max: vec![0; 2 * size] }
     }
 
     fn get(&self, i: usize) -> usize {
@@ -126,11 +123,7 @@ impl MaxTree {
         }
         let mut node = 1;
         while node < self.size {
-            node = if self.max[2 * node] >= x {
-                2 * node
-            } else {
-                2 * node + 1
-            };
+            node = if self.max[2 * node] >= x { 2 * node } else { 2 * node + 1 };
         }
         Some(node - self.size)
     }
@@ -181,14 +174,8 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         for _ in 0..20 {
             let capacity = rng.random_range(8..200);
-            let lengths: Vec<usize> = (0..rng.random_range(0..300))
-                .map(|_| rng.random_range(1..=capacity))
-                .collect();
-            for alg in [
-                Algorithm::BestFitDecreasing,
-                Algorithm::FirstFitDecreasing,
-                Algorithm::Greedy,
-            ] {
+            let lengths: Vec<usize> = (0..rng.random_range(0..300)).map(|_| rng.random_range(1..=capacity)).collect();
+            for alg in [Algorithm::BestFitDecreasing, Algorithm::FirstFitDecreasing, Algorithm::Greedy] {
                 check(&pack_lengths(&lengths, capacity, alg), &lengths, capacity);
             }
         }

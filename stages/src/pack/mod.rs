@@ -73,18 +73,13 @@ impl Stage for Pack {
     type Params = Params;
     const KIND: &'static str = "pack";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str =
-        "pack token sequences into fixed-length rows (best-fit-decreasing by default)";
+    const ABOUT: &'static str = "pack token sequences into fixed-length rows (best-fit-decreasing by default)";
     const RANDOM: bool = true;
 
     fn inputs() -> &'static [InputDecl] {
         &[InputDecl {
             name: "data",
-            accepts: Accepts::Table(&[
-                ("id", "int64"),
-                ("input_ids", "list<int32>"),
-                ("loss_mask", "list<bool>"),
-            ]),
+            accepts: Accepts::Table(&[("id", "int64"), ("input_ids", "list<int32>"), ("loss_mask", "list<bool>")]),
             about: "tokenized sequences",
         }]
     }
@@ -108,11 +103,7 @@ impl Stage for Pack {
         for batch in input.batches() {
             let batch = batch?;
             let cols = Columns::new(&batch);
-            let (ids, tokens, masks) = (
-                cols.i64s("id")?,
-                cols.lists("input_ids")?,
-                cols.lists("loss_mask")?,
-            );
+            let (ids, tokens, masks) = (cols.i64s("id")?, cols.lists("input_ids")?, cols.lists("loss_mask")?);
             for row in 0..batch.num_rows() {
                 let mut seq = Sequence {
                     id: ids.value(row),
@@ -186,19 +177,14 @@ impl Stage for Pack {
                 input_ids.extend(std::iter::repeat_n(params.pad_id, pad));
                 labels.extend(std::iter::repeat_n(IGNORE, pad));
                 positions.extend(std::iter::repeat_n(0, pad));
-                for (col, v) in cols
-                    .iter_mut()
-                    .zip([input_ids, labels, positions, seq_lens])
-                {
+                for (col, v) in cols.iter_mut().zip([input_ids, labels, positions, seq_lens]) {
                     col.push(v);
                 }
                 doc_ids.push(docs);
                 ctx.progress().advance(row.len() as u64);
             }
-            let mut columns: Vec<ArrayRef> = cols
-                .iter()
-                .map(|c| build::list_i32(c.iter().map(Vec::as_slice)))
-                .collect();
+            let mut columns: Vec<ArrayRef> =
+                cols.iter().map(|c| build::list_i32(c.iter().map(Vec::as_slice))).collect();
             columns.push(build::list_i64(doc_ids.iter().map(Vec::as_slice)));
             writer.write_columns(columns)?;
         }

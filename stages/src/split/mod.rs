@@ -26,10 +26,7 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Params {
-            eval_fraction: 0.02,
-            by: "question".into(),
-        }
+        Params { eval_fraction: 0.02, by: "question".into() }
     }
 }
 
@@ -47,21 +44,14 @@ impl Stage for Split {
     const ABOUT: &'static str = "deterministic train/eval split by hash of a key column";
 
     fn inputs() -> &'static [InputDecl] {
-        &[InputDecl {
-            name: "data",
-            accepts: Accepts::Table(&[]),
-            about: "any table",
-        }]
+        &[InputDecl { name: "data", accepts: Accepts::Table(&[]), about: "any table" }]
     }
 
     fn check(params: &Params) -> Result<()> {
         if !(params.eval_fraction > 0.0 && params.eval_fraction < 1.0) {
             return Err(StageError::param(
                 "eval_fraction",
-                format!(
-                    "must be between 0 and 1 (exclusive), got {}",
-                    params.eval_fraction
-                ),
+                format!("must be between 0 and 1 (exclusive), got {}", params.eval_fraction),
             ));
         }
         Ok(())
@@ -76,10 +66,7 @@ impl Stage for Split {
             Some(c) => {
                 return Err(StageError::param(
                     "by",
-                    format!(
-                        "column `{}` is {}; split by a string or int64 column",
-                        c.name, c.ty
-                    ),
+                    format!("column `{}` is {}; split by a string or int64 column", c.name, c.ty),
                 ));
             }
             None => {
@@ -95,10 +82,7 @@ impl Stage for Split {
                 ));
             }
         }
-        Ok(vec![
-            OutputDecl::table("train", schema),
-            OutputDecl::table("eval", schema),
-        ])
+        Ok(vec![OutputDecl::table("train", schema), OutputDecl::table("eval", schema)])
     }
 
     fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
@@ -111,25 +95,12 @@ impl Stage for Split {
             let column = batch
                 .column_by_name(&params.by)
                 .ok_or_else(|| StageError::Internal(format!("no column `{}`", params.by)))?;
-            let mask: BooleanArray = if let Some(s) = column.as_any().downcast_ref::<StringArray>()
-            {
-                s.iter()
-                    .map(|v| Some(is_eval(v.unwrap_or("").as_bytes(), params.eval_fraction)))
-                    .collect()
+            let mask: BooleanArray = if let Some(s) = column.as_any().downcast_ref::<StringArray>() {
+                s.iter().map(|v| Some(is_eval(v.unwrap_or("").as_bytes(), params.eval_fraction))).collect()
             } else if let Some(n) = column.as_any().downcast_ref::<Int64Array>() {
-                n.iter()
-                    .map(|v| {
-                        Some(is_eval(
-                            v.unwrap_or(0).to_string().as_bytes(),
-                            params.eval_fraction,
-                        ))
-                    })
-                    .collect()
+                n.iter().map(|v| Some(is_eval(v.unwrap_or(0).to_string().as_bytes(), params.eval_fraction))).collect()
             } else {
-                return Err(StageError::Internal(format!(
-                    "column `{}` has an unsupported type",
-                    params.by
-                )));
+                return Err(StageError::Internal(format!("column `{}` has an unsupported type", params.by)));
             };
             eval.write(&filter_record_batch(&batch, &mask)?)?;
             train.write(&filter_record_batch(&batch, &not(&mask)?)?)?;
@@ -150,19 +121,14 @@ mod tests {
     #[test]
     fn the_eval_share_is_close_to_the_fraction() {
         let n = 20_000;
-        let eval = (0..n)
-            .filter(|i| is_eval(format!("q{i}").as_bytes(), 0.1))
-            .count();
+        let eval = (0..n).filter(|i| is_eval(format!("q{i}").as_bytes(), 0.1)).count();
         let share = eval as f64 / n as f64;
         assert!((share - 0.1).abs() < 0.01, "{share}");
     }
 
     #[test]
     fn a_fraction_outside_0_1_is_named() {
-        let p = Params {
-            eval_fraction: 1.5,
-            ..Params::default()
-        };
+        let p = Params { eval_fraction: 1.5, ..Params::default() };
         match Split::check(&p) {
             Err(StageError::Param { path, .. }) => assert_eq!(path, "eval_fraction"),
             other => panic!("{other:?}"),

@@ -40,10 +40,7 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Params {
-            train_on: vec!["assistant".into()],
-            untrained: Untrained::Error,
-        }
+        Params { train_on: vec!["assistant".into()], untrained: Untrained::Error }
     }
 }
 
@@ -64,20 +61,13 @@ impl Stage for Tokenize {
                 ]),
                 about: "conversations from chat.format",
             },
-            InputDecl {
-                name: "tokenizer",
-                accepts: Accepts::Files("tokenizer"),
-                about: "the tokenizer",
-            },
+            InputDecl { name: "tokenizer", accepts: Accepts::Files("tokenizer"), about: "the tokenizer" },
         ]
     }
 
     fn check(params: &Params) -> Result<()> {
         if params.train_on.is_empty() {
-            return Err(StageError::param(
-                "train_on",
-                "name at least one role to train on",
-            ));
+            return Err(StageError::param("train_on", "name at least one role to train on"));
         }
         for (i, role) in params.train_on.iter().enumerate() {
             if !["system", "user", "assistant"].contains(&role.as_str()) {
@@ -104,11 +94,7 @@ impl Stage for Tokenize {
         for batch in input.batches() {
             let batch = batch?;
             let cols = Columns::new(&batch);
-            let (ids, texts, turns) = (
-                cols.i64s("id")?,
-                cols.strings("text")?,
-                cols.lists("turns")?,
-            );
+            let (ids, texts, turns) = (cols.i64s("id")?, cols.strings("text")?, cols.lists("turns")?);
             let encoded: Vec<(Vec<i32>, Vec<bool>)> = (0..batch.num_rows())
                 .into_par_iter()
                 .map(|i| {
@@ -140,17 +126,13 @@ impl Stage for Tokenize {
             let kept: Vec<usize> = (0..encoded.len()).filter(|&i| keep[i]).collect();
             dropped += encoded.len() - kept.len();
             let n_tokens: Vec<i32> = kept.iter().map(|&i| encoded[i].0.len() as i32).collect();
-            let n_trained: Vec<i32> = kept
-                .iter()
-                .map(|&i| encoded[i].1.iter().filter(|&&m| m).count() as i32)
-                .collect();
+            let n_trained: Vec<i32> =
+                kept.iter().map(|&i| encoded[i].1.iter().filter(|&&m| m).count() as i32).collect();
             tokens += n_tokens.iter().map(|&n| n as usize).sum::<usize>();
             trained += n_trained.iter().map(|&n| n as usize).sum::<usize>();
             rows += kept.len();
             let columns: Vec<ArrayRef> = vec![
-                Arc::new(Int64Array::from_iter_values(
-                    kept.iter().map(|&i| ids.value(i)),
-                )),
+                Arc::new(Int64Array::from_iter_values(kept.iter().map(|&i| ids.value(i)))),
                 build::list_i32(kept.iter().map(|&i| encoded[i].0.as_slice())),
                 build::list_bool(kept.iter().map(|&i| encoded[i].1.as_slice())),
                 Arc::new(Int32Array::from(n_tokens)),
@@ -180,20 +162,11 @@ fn trained_spans(turns: &Arc<dyn Array>, train_on: &[String]) -> Result<Vec<(usi
         .ok_or_else(|| StageError::Internal("turns is not a list of structs".into()))?;
     let cols = |name: &str| turns.column_by_name(name).cloned();
     let roles = cols("role").ok_or_else(|| StageError::Internal("turns has no role".into()))?;
-    let roles = roles
-        .as_any()
-        .downcast_ref::<arrow::array::StringArray>()
-        .expect("declared string");
+    let roles = roles.as_any().downcast_ref::<arrow::array::StringArray>().expect("declared string");
     let starts = cols("start").ok_or_else(|| StageError::Internal("turns has no start".into()))?;
-    let starts = starts
-        .as_any()
-        .downcast_ref::<Int32Array>()
-        .expect("declared int32");
+    let starts = starts.as_any().downcast_ref::<Int32Array>().expect("declared int32");
     let ends = cols("end").ok_or_else(|| StageError::Internal("turns has no end".into()))?;
-    let ends = ends
-        .as_any()
-        .downcast_ref::<Int32Array>()
-        .expect("declared int32");
+    let ends = ends.as_any().downcast_ref::<Int32Array>().expect("declared int32");
     Ok((0..turns.len())
         .filter(|&i| train_on.iter().any(|r| r == roles.value(i)))
         .map(|i| (starts.value(i) as usize, ends.value(i) as usize))

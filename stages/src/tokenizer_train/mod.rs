@@ -58,15 +58,10 @@ impl Stage for TokenizerTrain {
     type Params = Params;
     const KIND: &'static str = "tokenizer.train";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str =
-        "train a byte-level BPE tokenizer (digits split singly, chat special tokens)";
+    const ABOUT: &'static str = "train a byte-level BPE tokenizer (digits split singly, chat special tokens)";
 
     fn inputs() -> &'static [InputDecl] {
-        &[InputDecl {
-            name: "data",
-            accepts: Accepts::Table(&[]),
-            about: "a table with a text column",
-        }]
+        &[InputDecl { name: "data", accepts: Accepts::Table(&[]), about: "a table with a text column" }]
     }
 
     fn check(params: &Params) -> Result<()> {
@@ -85,10 +80,7 @@ impl Stage for TokenizerTrain {
             if schema.column(&params.column).is_none() {
                 return Err(StageError::param(
                     "column",
-                    format!(
-                        "the input table `{}` has no column `{}`",
-                        schema.name, params.column
-                    ),
+                    format!("the input table `{}` has no column `{}`", schema.name, params.column),
                 ));
             }
         }
@@ -126,16 +118,10 @@ pub fn train(params: &Params, texts: &[String]) -> Result<Tokenizer> {
     let mut tokenizer = Tokenizer::new(BPE::default());
     tokenizer.with_pre_tokenizer(Some(Sequence::new(pre)));
     tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
-    let special: Vec<AddedToken> = params
-        .template
-        .special_tokens()
-        .iter()
-        .map(|t| AddedToken::from(*t, true))
-        .collect();
+    let special: Vec<AddedToken> =
+        params.template.special_tokens().iter().map(|t| AddedToken::from(*t, true)).collect();
     // Added before training, so the trainer never sees their characters as text.
-    tokenizer
-        .add_special_tokens(special.clone())
-        .map_err(tok_err)?;
+    tokenizer.add_special_tokens(special.clone()).map_err(tok_err)?;
     let mut trainer: TrainerWrapper = BpeTrainer::builder()
         .vocab_size(params.vocab_size)
         .min_frequency(params.min_frequency)
@@ -144,9 +130,7 @@ pub fn train(params: &Params, texts: &[String]) -> Result<Tokenizer> {
         .show_progress(false)
         .build()
         .into();
-    tokenizer
-        .train(&mut trainer, texts.iter())
-        .map_err(tok_err)?;
+    tokenizer.train(&mut trainer, texts.iter()).map_err(tok_err)?;
     Ok(tokenizer)
 }
 
@@ -159,8 +143,7 @@ pub fn save(tokenizer: &Tokenizer, dir: &Path) -> Result<()> {
 /// Loads a tokenizer artifact.
 pub fn load(dir: &Path) -> Result<Tokenizer> {
     let path = dir.join(TOKENIZER_FILE);
-    Tokenizer::from_file(&path)
-        .map_err(|e| StageError::Tokenizer(format!("{}: {e}", path.display())))
+    Tokenizer::from_file(&path).map_err(|e| StageError::Tokenizer(format!("{}: {e}", path.display())))
 }
 
 pub(crate) fn tok_err(e: tokenizers::Error) -> StageError {
@@ -186,17 +169,12 @@ mod tests {
 
     #[test]
     fn digits_are_single_tokens_and_specials_come_first() {
-        let params = Params {
-            vocab_size: 300,
-            ..Params::default()
-        };
+        let params = Params { vocab_size: 300, ..Params::default() };
         let tok = train(&params, &corpus()).unwrap();
         assert_eq!(tok.token_to_id("<|endoftext|>"), Some(0));
         assert_eq!(tok.token_to_id("<|im_start|>"), Some(1));
         assert_eq!(tok.token_to_id("<|im_end|>"), Some(2));
-        let enc = tok
-            .encode("<|im_start|>user\n1234 + 56<|im_end|>", false)
-            .unwrap();
+        let enc = tok.encode("<|im_start|>user\n1234 + 56<|im_end|>", false).unwrap();
         let tokens = enc.get_tokens();
         assert_eq!(tokens[0], "<|im_start|>");
         assert_eq!(tokens.last().unwrap(), "<|im_end|>");
@@ -212,10 +190,7 @@ mod tests {
 
     #[test]
     fn training_twice_gives_the_same_bytes() {
-        let params = Params {
-            vocab_size: 320,
-            ..Params::default()
-        };
+        let params = Params { vocab_size: 320, ..Params::default() };
         let a = train(&params, &corpus()).unwrap().to_string(false).unwrap();
         let b = train(&params, &corpus()).unwrap().to_string(false).unwrap();
         assert_eq!(a, b);
@@ -223,12 +198,7 @@ mod tests {
 
     #[test]
     fn a_vocabulary_smaller_than_the_bytes_is_named() {
-        let params = Params {
-            vocab_size: 100,
-            ..Params::default()
-        };
-        assert!(
-            matches!(TokenizerTrain::check(&params), Err(StageError::Param { path, .. }) if path == "vocab_size")
-        );
+        let params = Params { vocab_size: 100, ..Params::default() };
+        assert!(matches!(TokenizerTrain::check(&params), Err(StageError::Param { path, .. }) if path == "vocab_size"));
     }
 }

@@ -159,7 +159,11 @@ impl Stage for Train {
                 ]),
                 about: "packed rows",
             },
-            InputDecl { name: "tokenizer", accepts: Accepts::Files("tokenizer"), about: "the tokenizer the rows were made with" },
+            InputDecl {
+                name: "tokenizer",
+                accepts: Accepts::Files("tokenizer"),
+                about: "the tokenizer the rows were made with",
+            },
         ]
     }
 
@@ -217,7 +221,9 @@ impl Stage for Train {
         if let Some(bad) = rows.iter().flat_map(|r| &r.ids).find(|&&t| t as usize >= vocab) {
             return Err(StageError::data(
                 ctx.input("data")?.origin.clone(),
-                format!("token id {bad} is outside the tokenizer's vocabulary of {vocab}; were the rows made with another tokenizer?"),
+                format!(
+                    "token id {bad} is outside the tokenizer's vocabulary of {vocab}; were the rows made with another tokenizer?"
+                ),
             ));
         }
         let config = params.config(vocab, tokenizer.token_to_id(END_OF_TEXT), tokenizer.token_to_id(IM_END));
@@ -319,7 +325,6 @@ pub struct StepLog {
     pub grad_norm: f64,
     pub tokens: u64,
     pub trained_tokens: u64,
-    pub tokens_per_s: f64,
 }
 
 struct Trained {
@@ -342,7 +347,6 @@ fn train(params: &Params, model: &Model, vars: &[Var], rows: &[Row], ctx: &Stage
     let (mut total_tokens, mut total_trained) = (0u64, 0u64);
     let started = Instant::now();
     for step in 0..params.steps {
-        let t0 = Instant::now();
         let picked: Vec<&Row> = (0..per_step).map(|_| &rows[order.next()]).collect();
         let micro: Vec<MicroBatch> = picked.chunks(params.batch_rows).map(micro_batch).collect::<Result<_>>()?;
         let trained: usize = micro.iter().map(|m| m.targets.len()).sum();
@@ -381,8 +385,12 @@ fn train(params: &Params, model: &Model, vars: &[Var], rows: &[Row], ctx: &Stage
             eps: o.eps as f32,
             weight_decay: o.weight_decay as f32,
         };
-        let zeros: Vec<candle_core::Tensor> =
-            grads.iter().zip(vars).filter(|(g, _)| g.is_none()).map(|(_, v)| v.zeros_like()).collect::<candle_core::Result<_>>()?;
+        let zeros: Vec<candle_core::Tensor> = grads
+            .iter()
+            .zip(vars)
+            .filter(|(g, _)| g.is_none())
+            .map(|(_, v)| v.zeros_like())
+            .collect::<candle_core::Result<_>>()?;
         let mut zero_iter = zeros.iter();
         let updates: Vec<Update> = parameters
             .iter()
@@ -398,7 +406,6 @@ fn train(params: &Params, model: &Model, vars: &[Var], rows: &[Row], ctx: &Stage
         if !grad_norm.is_finite() {
             return Err(StageError::Diverged { step: step + 1, value: grad_norm });
         }
-        let seconds = t0.elapsed().as_secs_f64();
         total_tokens += tokens as u64;
         total_trained += trained as u64;
         log.push(StepLog {
@@ -408,7 +415,6 @@ fn train(params: &Params, model: &Model, vars: &[Var], rows: &[Row], ctx: &Stage
             grad_norm,
             tokens: tokens as u64,
             trained_tokens: trained as u64,
-            tokens_per_s: tokens as f64 / seconds.max(1e-9),
         });
         progress.advance(1);
         progress.message(&format!("loss {loss_sum:.4}"));
@@ -453,7 +459,9 @@ impl Order {
 fn write_metrics(ctx: &StageContext, log: &[StepLog]) -> Result<()> {
     let mut writer = ctx.write_table("metrics")?;
     let f64s = |f: fn(&StepLog) -> f64| -> ArrayRef { Arc::new(Float64Array::from_iter_values(log.iter().map(f))) };
-    let i64s = |f: fn(&StepLog) -> u64| -> ArrayRef { Arc::new(Int64Array::from_iter_values(log.iter().map(|s| f(s) as i64))) };
+    let i64s = |f: fn(&StepLog) -> u64| -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(log.iter().map(|s| f(s) as i64)))
+    };
     writer.write_columns(vec![
         i64s(|s| s.step),
         f64s(|s| s.lr),
@@ -461,7 +469,6 @@ fn write_metrics(ctx: &StageContext, log: &[StepLog]) -> Result<()> {
         f64s(|s| s.grad_norm),
         i64s(|s| s.tokens),
         i64s(|s| s.trained_tokens),
-        f64s(|s| s.tokens_per_s),
     ])?;
     writer.finish()?;
     Ok(())

@@ -42,7 +42,9 @@ impl Schedule {
         let progress = (step - warmup) as f64 / (total.saturating_sub(warmup)).max(1) as f64;
         match self.decay {
             Decay::Constant => 1.0,
-            Decay::Linear => ((total.saturating_sub(step)) as f64 / (total.saturating_sub(warmup)).max(1) as f64).max(0.0),
+            Decay::Linear => {
+                ((total.saturating_sub(step)) as f64 / (total.saturating_sub(warmup)).max(1) as f64).max(0.0)
+            }
             Decay::Cosine => {
                 let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
                 (self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine).max(0.0)

@@ -1,0 +1,26 @@
+# kiln's everyday commands. `just run` and `just test` share one build (the dev
+# profile, with dependencies and kernels optimized: see Cargo.toml), so running a
+# pipeline after the tests compiles nothing new.
+
+# Run a pipeline: `just run pipelines/math-sft.yaml [--set stage.with.key=value ...]`
+run pipeline *args:
+    cargo run --quiet -- run {{pipeline}} {{args}}
+
+# Any other kiln command: `just kiln plan pipelines/math-sft.yaml`
+kiln *args:
+    cargo run --quiet -- {{args}}
+
+# The test suite (what CI runs). The conformance test reads artifacts with pyarrow and
+# polars, installed here if missing.
+test:
+    python3 -c "import pyarrow, polars" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pyarrow polars
+    cargo test --workspace
+
+# Formatting and lints, as CI would check them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Rewrite the golden files of spec errors after an intended change of messages.
+bless:
+    KILN_BLESS=1 cargo test --test it spec_errors

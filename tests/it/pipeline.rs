@@ -1,0 +1,185 @@
+//! The smoke pipeline end to end: caching, selective reruns, early cut-off,
+//! determinism, and what a failed or killed stage leaves behind.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{SMOKE, Workdir};
+
+const STAGES: [&str; 8] = ["problems", "split", "chats", "tokenizer", "tokens", "packed", "sft", "eval"];
+
+fn expect(work: &Workdir, expected: &[(&str, &str)]) {
+    let got = work.statuses();
+    let got: Vec<(&str, &str)> = got.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(got, expected);
+}
+
+fn all(status: &str) -> Vec<(&'static str, &str)> {
+    STAGES.iter().map(|s| (*s, status)).collect()
+}
+
+#[test]
+fn the_smoke_pipeline_runs_then_is_all_cached() {
+    let work = Workdir::new();
+    let out = work.ok(&["run", SMOKE]);
+    expect(&work, &all("ran"));
+    assert!(out.contains("accuracy"), "the summary reports the held-out accuracy:\n{out}");
+    let eval = &work.last_manifest()["stages"][7];
+    let accuracy = eval["metrics"]["accuracy"].as_f64().expect("eval reports accuracy");
+    assert!((0.0..=1.0).contains(&accuracy));
+    assert!(eval["metrics"]["accuracy_per_family"].as_object().is_some_and(|m| !m.is_empty()));
+
+    let out = work.ok(&["run", SMOKE]);
+    expect(&work, &all("cached"));
+    assert!(out.contains("8 cached"), "{out}");
+}
+
+#[test]
+fn a_train_parameter_reruns_only_train_and_what_follows() {
+    let work = Workdir::new();
+    work.ok(&["run", SMOKE]);
+    work.ok(&["run", SMOKE, "--set", "sft.with.steps=13"]);
+    let mut expected: Vec<(&str, &str)> = STAGES[..6].iter().map(|s| (*s, "cached")).collect();
+    expected.extend([("sft", "ran"), ("eval", "ran")]);
+    expect(&work, &expected);
+    // The override is part of the run record.
+    assert_eq!(work.last_manifest()["overrides"][0], "sft.with.steps=13");
+}
+
+/// A forced stage that reproduces its bytes leaves its downstream cached.
+#[test]
+fn a_rerun_with_the_same_output_cuts_off_early() {
+    let work = Workdir::new();
+    work.ok(&["run", SMOKE]);
+    work.ok(&["run", SMOKE, "--force", "chats"]);
+    let mut expected = all("cached");
+    expected[2] = ("chats", "ran");
+    expect(&work, &expected);
+}
+
+#[test]
+fn selections_run_what_they_name() {
+    let work = Workdir::new();
+    work.ok(&["run", SMOKE, "--until", "tokens"]);
+    let mut expected = all("skipped");
+    for (i, s) in STAGES[..5].iter().enumerate() {
+        expected[i] = (s, "ran");
+    }
+    expect(&work, &expected);
+
+    // eval's inputs are not cached: a usage error, exit status 2, naming what to run.
+    let out = work.kiln(&["run", SMOKE, "--only", "eval"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`eval` reads `sft`") && err.contains("--until sft"), "{err}");
+
+    work.ok(&["run", SMOKE, "--only", "packed"]);
+    let mut expected: Vec<(&str, &str)> = STAGES[..5].iter().map(|s| (*s, "cached")).collect();
+    expected.extend([("packed", "ran"), ("sft", "skipped"), ("eval", "skipped")]);
+    expect(&work, &expected);
+
+    work.ok(&["run", SMOKE, "--from", "sft"]);
+    let mut expected: Vec<(&str, &str)> = STAGES[..6].iter().map(|s| (*s, "cached")).collect();
+    expected.extend([("sft", "ran"), ("eval", "ran")]);
+    expect(&work, &expected);
+
+    let out = work.kiln(&["run", SMOKE, "--only", "tokenz"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Did you mean `tokens`?"));
+}
+
+#[test]
+fn plan_names_the_first_key_field_that_changed() {
+    let work = Workdir::new();
+    work.ok(&["run", SMOKE, "--until", "packed"]);
+    let plan = work.ok(&["plan", SMOKE, "--set", "packed.with.seq_len=128"]);
+    let line = |stage: &str| plan.lines().find(|l| l.starts_with(stage)).unwrap_or_default().to_string();
+    assert!(line("tokens").contains("cached"), "{plan}");
+    assert!(line("packed").contains("will run") && line("packed").contains("with.seq_len 512 -> 128"), "{plan}");
+    assert!(line("sft").contains("upstream `packed` will run"), "{plan}");
+}
+
+/// Names and bytes of every artifact file, by cache key (meta.json holds timings).
+fn artifacts(store: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![store.join("cache")];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.file_name().unwrap() != "meta.json" {
+                let rel = path.strip_prefix(store).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Also with a different number of threads: reductions have a fixed order.
+#[test]
+fn two_runs_from_scratch_give_identical_bytes() {
+    let (a, b) = (Workdir::new(), Workdir::new());
+    let out = a.kiln_with(&["run", SMOKE], &[("RAYON_NUM_THREADS", "1")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    b.ok(&["run", SMOKE]);
+    let (x, y) = (artifacts(&a.store()), artifacts(&b.store()));
+    assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>());
+    for (name, bytes) in &x {
+        assert!(bytes == &y[name], "{name} differs between two runs");
+    }
+    assert!(x.keys().any(|k| k.ends_with("model.safetensors")));
+}
+
+#[test]
+fn a_failed_stage_exits_1_and_leaves_the_cache_as_it_was() {
+    let work = Workdir::new();
+    // Conversations are longer than 16 tokens: pack refuses to cut them by default.
+    let out = work.kiln(&["run", SMOKE, "--set", "packed.with.seq_len=16"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stage `packed` (pack) failed") && err.contains("overlong"), "{err}");
+    let entries = std::fs::read_dir(work.store().join("cache")).unwrap().count();
+    assert_eq!(entries, 5, "only the stages before `packed` have entries");
+    assert_eq!(work.last_manifest()["status"], "failed");
+}
+
+#[test]
+fn a_killed_stage_leaves_no_entry_and_the_next_run_resumes() {
+    let work = Workdir::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(super::repo())
+        .args(["run", SMOKE, "--set", "sft.with.steps=1000000", "--workdir"])
+        .arg(work.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the six data stages are committed and training has begun.
+    let started = Instant::now();
+    let cache = work.store().join("cache");
+    loop {
+        let entries = std::fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);
+        let tmp = std::fs::read_dir(work.store().join("tmp")).map(|d| d.count()).unwrap_or(0);
+        if entries == 6 && tmp > 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "training never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 6, "no entry for the killed stage");
+    let plan = work.ok(&["plan", SMOKE]);
+    assert!(plan.lines().any(|l| l.starts_with("packed") && l.contains("cached")), "{plan}");
+    assert!(plan.lines().any(|l| l.starts_with("sft") && l.contains("will run")), "{plan}");
+
+    work.ok(&["run", SMOKE]);
+    let mut expected: Vec<(&str, &str)> = STAGES[..6].iter().map(|s| (*s, "cached")).collect();
+    expected.extend([("sft", "ran"), ("eval", "ran")]);
+    expect(&work, &expected);
+}
