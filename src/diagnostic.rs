@@ -1,11 +1,13 @@
 //! Errors that point into the source: a message, the file, line and column, the line
 //! itself with a caret under the offending text, and a "did you mean" where one helps.
 //!
-//!     error: unknown stage kind `tokenise`. Did you mean `tokenize`?
-//!      ——▶ pipelines/math-sft.yaml:12:11
-//!        │
-//!     12 │     uses: tokenise
-//!        │           ^^^^^^^^
+//! ```text
+//! error: unknown stage kind `tokenise`. Did you mean `tokenize`?
+//!   ——▶ pipelines/math-sft.yaml:12:11
+//!    │
+//! 12 │     uses: tokenise
+//!    │           ^^^^^^^^
+//! ```
 
 use std::fmt::{self, Write};
 

@@ -87,9 +87,12 @@ fn input_digests(stage: &PlannedStage, metas: &[Option<EntryMeta>]) -> Option<BT
 pub fn status(plan: &Plan, store: &Store, force: &[String]) -> Vec<Status> {
     let mut metas: Vec<Option<EntryMeta>> = Vec::with_capacity(plan.stages.len());
     let mut out = Vec::with_capacity(plan.stages.len());
+    // Earlier runs are read only if some stage will run, and then once.
+    let history = std::cell::OnceCell::new();
     let runs_dir = store.runs_dir();
     for stage in &plan.stages {
-        let previous = || runs::previous_key_inputs(&runs_dir, &plan.spec.name, &stage.name);
+        let previous =
+            || history.get_or_init(|| runs::previous_key_inputs(&runs_dir, &plan.spec.name)).get(&stage.name).cloned();
         let digests = input_digests(stage, &metas);
         let status = match digests {
             Some(digests) => {

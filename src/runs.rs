@@ -136,16 +136,23 @@ pub fn list(runs_dir: &Path) -> Vec<String> {
     ids
 }
 
-/// The key inputs a stage of this name had in the newest earlier run of the same
-/// pipeline, for explaining what changed.
-pub fn previous_key_inputs(runs_dir: &Path, pipeline: &str, stage: &str) -> Option<serde_json::Value> {
-    list(runs_dir).into_iter().find_map(|id| {
-        let manifest = Manifest::load(runs_dir, &id).ok()?;
+/// For each stage of a pipeline, the key inputs it had in the newest earlier run that
+/// recorded them (looking back at most `RECENT` runs), for explaining what changed.
+pub fn previous_key_inputs(runs_dir: &Path, pipeline: &str) -> BTreeMap<String, serde_json::Value> {
+    const RECENT: usize = 50;
+    let mut found = BTreeMap::new();
+    for id in list(runs_dir).into_iter().take(RECENT) {
+        let Ok(manifest) = Manifest::load(runs_dir, &id) else { continue };
         if manifest.pipeline.name != pipeline {
-            return None;
+            continue;
         }
-        manifest.stages.into_iter().find(|s| s.name == stage).and_then(|s| s.key_inputs)
-    })
+        for stage in manifest.stages {
+            if let Some(inputs) = stage.key_inputs {
+                found.entry(stage.name).or_insert(inputs);
+            }
+        }
+    }
+    found
 }
 
 #[cfg(test)]

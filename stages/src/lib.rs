@@ -14,6 +14,8 @@ pub mod schema;
 pub mod stage;
 pub mod table;
 pub mod template;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub mod chat_format;
 pub mod eval_math;

@@ -184,9 +184,9 @@ pub fn backward(
         let mut block_lse = vec![0f32; BLOCK];
         for h in 0..hq {
             let g = h / heads.group();
-            for i in 0..len {
+            for (i, delta) in delta.iter_mut().enumerate() {
                 let t = (start + i) * ow + h * d;
-                delta[i] = dot(&dout[t..t + d], &out[t..t + d]);
+                *delta = dot(&dout[t..t + d], &out[t..t + d]);
             }
             let dout_rows = |first: usize, rows: usize| Mat {
                 data: dout_seg,

@@ -19,7 +19,7 @@ use crate::storage::f32s;
 pub fn attention(qkv: &Tensor, heads: Heads, segments: &Arc<Vec<(usize, usize)>>) -> Result<Tensor> {
     let tokens = qkv.dim(0)?;
     let qkv = qkv.reshape((tokens, heads.qkv_width()))?.contiguous()?;
-    if heads.kv_heads == 0 || heads.q_heads % heads.kv_heads != 0 {
+    if heads.kv_heads == 0 || !heads.q_heads.is_multiple_of(heads.kv_heads) {
         bail!("attention: {} query heads cannot share {} key/value heads", heads.q_heads, heads.kv_heads);
     }
     if let Err(e) = cpu::check_segments(segments, tokens) {

@@ -22,7 +22,7 @@ pub fn cross_entropy(logits: &Tensor, labels: &Arc<Vec<i32>>, normalizer: f32) -
     if let Some(&bad) = labels.iter().find(|&&l| l != IGNORE && (l < 0 || l as usize >= vocab)) {
         bail!("cross-entropy: label {bad} outside a vocabulary of {vocab}");
     }
-    if !(normalizer > 0.0) {
+    if normalizer.is_nan() || normalizer <= 0.0 {
         bail!("cross-entropy: normalizer must be positive, got {normalizer}");
     }
     logits.contiguous()?.apply_op1(CrossEntropy { labels: labels.clone(), normalizer, grad: Mutex::new(None) })

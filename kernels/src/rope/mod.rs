@@ -47,10 +47,10 @@ impl CustomOp1 for Rope {
         if self.positions.len() != tokens {
             bail!("rope: {} positions for {tokens} tokens", self.positions.len());
         }
-        if let Some(&p) = self.positions.iter().max() {
-            if p as usize >= self.table.max_positions() {
-                bail!("rope: position {p} beyond the table's {}", self.table.max_positions());
-            }
+        if let Some(&p) = self.positions.iter().max()
+            && p as usize >= self.table.max_positions()
+        {
+            bail!("rope: position {p} beyond the table's {}", self.table.max_positions());
         }
         let mut y = vec![0f32; x.len()];
         cpu::apply(x, heads, self.rotated, &self.table, &self.positions, self.inverse, &mut y);

@@ -139,3 +139,58 @@ impl Stage for ChatFormat {
         Ok(StageReport::default().metric("chats", rows).summary(format!("{rows} conversations")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::standard;
+    use crate::testing;
+
+    fn problems(dir: &std::path::Path) -> crate::context::Slot {
+        testing::write_table(
+            dir,
+            standard::problems(),
+            vec![
+                Arc::new(Int64Array::from(vec![7, 8])),
+                Arc::new(StringArray::from(vec!["add", "sub"])),
+                Arc::new(StringArray::from(vec!["What is 2 + 2?", "Ünïcode 5 - 3?"])),
+                Arc::new(StringArray::from(vec!["2+2=<<2+2=4>>4\n#### 4", "#### 2"])),
+                Arc::new(StringArray::from(vec!["4", "2"])),
+            ],
+        )
+    }
+
+    #[test]
+    fn conversations_carry_the_spans_each_speaker_produces() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = problems(&dir.path().join("in"));
+        ChatFormat::outputs(&Params::default(), &Default::default()).unwrap();
+        testing::run::<ChatFormat>("{ system: Be brief. }", vec![("data", input)], &dir.path().join("out"), 0).unwrap();
+        let batches = testing::read(&dir.path().join("out/chats"));
+        let cols = Columns::new(&batches[0]);
+        let text = cols.strings("text").unwrap().value(1).to_string();
+        assert_eq!(
+            text,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nÜnïcode 5 - 3?<|im_end|>\n<|im_start|>assistant\n#### 2<|im_end|>\n"
+        );
+        let turns = cols.lists("turns").unwrap().value(1);
+        let turns = turns.as_any().downcast_ref::<arrow::array::StructArray>().unwrap();
+        let starts = turns.column(1).as_any().downcast_ref::<arrow::array::Int32Array>().unwrap();
+        let ends = turns.column(2).as_any().downcast_ref::<arrow::array::Int32Array>().unwrap();
+        let spans: Vec<&str> = (0..3).map(|i| &text[starts.value(i) as usize..ends.value(i) as usize]).collect();
+        assert_eq!(spans, ["Be brief.<|im_end|>", "Ünïcode 5 - 3?<|im_end|>", "#### 2<|im_end|>"]);
+    }
+
+    #[test]
+    fn a_missing_column_is_named_by_its_parameter() {
+        let inputs = [("data".to_string(), Artifact::Table(standard::problems().clone()))].into_iter().collect();
+        let params = Params { assistant: "answer_text".into(), ..Params::default() };
+        match ChatFormat::outputs(&params, &inputs) {
+            Err(StageError::Param { path, message }) => {
+                assert_eq!(path, "assistant");
+                assert!(message.contains("answer_text"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

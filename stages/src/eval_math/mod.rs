@@ -224,3 +224,22 @@ impl Stage for EvalMath {
             )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let p = Params { batch_size: 0, ..Params::default() };
+        assert!(matches!(EvalMath::check(&p), Err(StageError::Param { path, .. }) if path == "batch_size"));
+        let inputs = [("data".to_string(), Artifact::Table(standard::problems().clone()))].into_iter().collect();
+        let p = Params { answer: "gold".into(), ..Params::default() };
+        assert!(matches!(EvalMath::outputs(&p, &inputs), Err(StageError::Param { path, .. }) if path == "answer"));
+    }
+
+    #[test]
+    fn prompts_default_to_the_chat_format_system_message() {
+        assert_eq!(Params::default().system, crate::chat_format::Params::default().system);
+    }
+}

@@ -253,6 +253,116 @@ pub(crate) mod tests {
         Ok(())
     }
 
+    /// The model written with differentiable candle primitives only: the reference for
+    /// the fused ops' values and gradients end to end.
+    fn reference_loss(model: &Model, t: &Tokens, target_positions: &[u32], targets: &[i32]) -> Result<Tensor> {
+        use candle_core::D;
+        let c = &model.config;
+        let heads = model.heads();
+        let (n, d, eps) = (t.positions.len(), heads.head_dim, c.rms_norm_eps);
+        let rms = |x: &Tensor, w: &Tensor| -> Result<Tensor> {
+            let r = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
+            x.broadcast_mul(&r)?.broadcast_mul(w)
+        };
+        let half = d / 2;
+        let (mut cos, mut sin): (Vec<f32>, Vec<f32>) = (Vec::new(), Vec::new());
+        for &p in t.positions.iter() {
+            let row = |table: &[f32]| table[p as usize * half..(p as usize + 1) * half].to_vec();
+            let (cr, sr) = (row(&model.rope.cos), row(&model.rope.sin));
+            cos.extend(cr.iter().chain(&cr));
+            sin.extend(sr.iter().chain(&sr));
+        }
+        let cos = Tensor::from_vec(cos, (n, 1, d), &Device::Cpu)?;
+        let sin = Tensor::from_vec(sin, (n, 1, d), &Device::Cpu)?;
+        let mut mask = vec![-1e9f32; n * n];
+        let mut real = vec![0f32; n];
+        for &(start, len) in t.segments.iter() {
+            for i in start..start + len {
+                real[i] = 1.0;
+                for j in start..=i {
+                    mask[i * n + j] = 0.0;
+                }
+            }
+        }
+        for i in 0..n {
+            if real[i] == 0.0 {
+                mask[i * n + i] = 0.0;
+            }
+        }
+        let mask = Tensor::from_vec(mask, (1, n, n), &Device::Cpu)?;
+        let real = Tensor::from_vec(real, (n, 1), &Device::Cpu)?;
+        let group = heads.q_heads / heads.kv_heads;
+        let mut x = model.embed.index_select(&t.ids, 0)?;
+        for b in &model.blocks {
+            let h = rms(&x, &b.input_norm)?;
+            let qkv = h.matmul(&b.qkv_weight.t()?)?.broadcast_add(&b.qkv_bias)?.reshape((
+                n,
+                heads.q_heads + 2 * heads.kv_heads,
+                d,
+            ))?;
+            let turned = qkv.narrow(1, 0, heads.q_heads + heads.kv_heads)?;
+            let rotate_half = Tensor::cat(&[&turned.narrow(2, half, half)?.neg()?, &turned.narrow(2, 0, half)?], 2)?;
+            let turned = (turned.broadcast_mul(&cos)? + rotate_half.broadcast_mul(&sin)?)?;
+            let q = turned.narrow(1, 0, heads.q_heads)?.transpose(0, 1)?.contiguous()?;
+            let k = turned.narrow(1, heads.q_heads, heads.kv_heads)?.transpose(0, 1)?.contiguous()?;
+            let v = qkv.narrow(1, heads.q_heads + heads.kv_heads, heads.kv_heads)?.transpose(0, 1)?.contiguous()?;
+            let repeat = |t: &Tensor| -> Result<Tensor> {
+                Tensor::cat(&(0..heads.q_heads).map(|h| t.narrow(0, h / group, 1)).collect::<Result<Vec<_>>>()?, 0)
+            };
+            let scores = (q.matmul(&repeat(&k)?.t()?)? / (d as f64).sqrt())?.broadcast_add(&mask)?;
+            let e = scores.broadcast_sub(&scores.max_keepdim(D::Minus1)?.detach())?.exp()?;
+            let p = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
+            let o = p.matmul(&repeat(&v)?)?.transpose(0, 1)?.reshape((n, heads.out_width()))?.broadcast_mul(&real)?;
+            x = (x + o.matmul(&b.o_weight.t()?)?)?;
+            let h = rms(&x, &b.post_norm)?;
+            let gu = h.matmul(&b.gate_up_weight.t()?)?;
+            let f = c.intermediate_size;
+            let (g, u) = (gu.narrow(1, 0, f)?, gu.narrow(1, f, f)?);
+            let m = ((&g * (g.neg()?.exp()? + 1.0)?.recip()?)? * u)?;
+            x = (x + m.matmul(&b.down_weight.t()?)?)?;
+        }
+        let x = rms(&x, &model.norm)?;
+        let logits = model.logits(&x.index_select(&index_tensor(target_positions)?, 0)?)?;
+        let log_probs = logits.broadcast_sub(&logits.max_keepdim(D::Minus1)?.detach())?;
+        let log_probs = log_probs.broadcast_sub(&log_probs.exp()?.sum_keepdim(D::Minus1)?.log()?)?;
+        let mut onehot = vec![0f32; targets.len() * c.vocab_size];
+        for (r, &l) in targets.iter().enumerate() {
+            onehot[r * c.vocab_size + l as usize] = 1.0;
+        }
+        let onehot = Tensor::from_vec(onehot, (targets.len(), c.vocab_size), &Device::Cpu)?;
+        (log_probs * onehot)?.sum_all()?.neg()? / targets.len() as f64
+    }
+
+    /// Loss and every parameter's gradient of the model (fused kernels) equal those of
+    /// its composition from candle primitives, on a packed batch with padding and GQA.
+    #[test]
+    fn the_whole_model_matches_its_composition_in_values_and_gradients() -> Result<()> {
+        let mut config = tiny_config();
+        config.tie_word_embeddings = false;
+        let (model, vars) = Model::init(&config, 17)?;
+        let ids = vec![1u32, 4, 2, 9, 3, 3, 7, 10, 0, 0];
+        let positions = vec![0, 1, 2, 3, 0, 1, 2, 3, 0, 0];
+        let t = Tokens::new(ids.clone(), positions, vec![(0, 4), (4, 4)])?;
+        let target_positions = [0u32, 1, 2, 4, 5, 6];
+        let targets: Vec<i32> = target_positions.iter().map(|&p| ids[p as usize + 1] as i32).collect();
+        let hidden = model.hidden(&t, |_, _| Ok(()))?;
+        let logits = model.logits(&hidden.index_select(&index_tensor(&target_positions)?, 0)?)?;
+        let fused =
+            kiln_kernels::cross_entropy::cross_entropy(&logits, &Arc::new(targets.clone()), targets.len() as f32)?;
+        let slow = reference_loss(&model, &t, &target_positions, &targets)?;
+        let (a, b) = (fused.to_scalar::<f32>()?, slow.to_scalar::<f32>()?);
+        assert!((a - b).abs() < 1e-5 * b.abs().max(1.0), "loss {a} vs {b}");
+        let (ga, gb) = (fused.backward()?, slow.backward()?);
+        for (i, v) in vars.iter().enumerate() {
+            let x: Vec<f32> = ga.get(v).expect("fused gradient").flatten_all()?.to_vec1()?;
+            let y: Vec<f32> = gb.get(v).expect("reference gradient").flatten_all()?.to_vec1()?;
+            let scale = y.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            let diff = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+            assert!(diff <= 1e-4 * scale, "parameter {i}: gradients differ by {diff} (scale {scale})");
+        }
+        Ok(())
+    }
+
     #[test]
     fn the_parameter_count_follows_the_config() -> Result<()> {
         let c = tiny_config();

@@ -210,3 +210,105 @@ impl Stage for Pack {
             )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+    use arrow::array::{Int32Array, Int64Array};
+    use std::sync::Arc;
+
+    /// Sequences of the given lengths; token t of sequence i is 100 i + t, trained when odd.
+    fn tokens(dir: &std::path::Path, lengths: &[usize]) -> crate::context::Slot {
+        let ids: Vec<Vec<i32>> =
+            lengths.iter().enumerate().map(|(i, &n)| (0..n).map(|t| (100 * i + t) as i32).collect()).collect();
+        let masks: Vec<Vec<bool>> = ids.iter().map(|s| s.iter().map(|t| t % 2 == 1).collect()).collect();
+        testing::write_table(
+            dir,
+            standard::tokens(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..lengths.len() as i64)),
+                build::list_i32(ids.iter().map(Vec::as_slice)),
+                build::list_bool(masks.iter().map(Vec::as_slice)),
+                Arc::new(Int32Array::from_iter_values(lengths.iter().map(|&n| n as i32))),
+                Arc::new(Int32Array::from_iter_values(masks.iter().map(|m| m.iter().filter(|&&x| x).count() as i32))),
+            ],
+        )
+    }
+
+    fn rows(dir: &std::path::Path) -> Vec<[Vec<i32>; 4]> {
+        let batches = testing::read(&dir.join("out/packed"));
+        let mut out = Vec::new();
+        for b in &batches {
+            let c = Columns::new(b);
+            for r in 0..b.num_rows() {
+                let get = |n: &str| crate::table::list_i32(c.lists(n).unwrap(), r).unwrap();
+                out.push([get("input_ids"), get("labels"), get("position_ids"), get("seq_lens")]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn rows_keep_every_token_once_and_documents_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let lengths = [5, 16, 3, 9, 1, 7, 12, 2, 4];
+        let input = tokens(&dir.path().join("in"), &lengths);
+        let report =
+            testing::run::<Pack>("{ seq_len: 16, pad_id: -1 }", vec![("data", input)], &dir.path().join("out"), 3)
+                .unwrap();
+        let rows = rows(dir.path());
+        let mut seen = Vec::new();
+        for [ids, labels, positions, seq_lens] in &rows {
+            assert_eq!(ids.len(), 16);
+            let mut at = 0;
+            for &len in seq_lens {
+                let doc = &ids[at..at + len as usize];
+                let i = doc[0] / 100;
+                assert_eq!(doc.len(), lengths[i as usize], "a document was cut");
+                for (t, &token) in doc.iter().enumerate() {
+                    assert_eq!(token, 100 * i + t as i32, "tokens of one document stay together and in order");
+                    assert_eq!(positions[at + t], t as i32, "positions restart per document");
+                    let trained = token % 2 == 1 && t > 0;
+                    assert_eq!(labels[at + t], if trained { token } else { IGNORE }, "label of token {t} of doc {i}");
+                }
+                seen.push(i);
+                at += len as usize;
+            }
+            assert!(ids[at..].iter().all(|&t| t == -1) && labels[at..].iter().all(|&l| l == IGNORE));
+        }
+        seen.sort();
+        assert_eq!(seen, (0..lengths.len() as i32).collect::<Vec<_>>());
+        let real: usize = lengths.iter().sum();
+        assert_eq!(report.metrics["rows"], rows.len());
+        assert_eq!(report.metrics["lower_bound_rows"], real.div_ceil(16));
+        assert_eq!(report.metrics["padding"], rows.len() * 16 - real);
+    }
+
+    #[test]
+    fn overlong_sequences_follow_the_declared_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = tokens(&dir.path().join("in"), &[4, 20, 6]);
+        let err = testing::run::<Pack>("{ seq_len: 8 }", vec![("data", input.clone())], &dir.path().join("a"), 0)
+            .unwrap_err();
+        assert!(err.to_string().contains("id 1") && err.to_string().contains("20 tokens"), "{err}");
+        let dropped = testing::run::<Pack>(
+            "{ seq_len: 8, overlong: drop }",
+            vec![("data", input.clone())],
+            &dir.path().join("b"),
+            0,
+        )
+        .unwrap();
+        assert_eq!((dropped.metrics["dropped"].as_u64(), dropped.metrics["sequences"].as_u64()), (Some(1), Some(2)));
+        let cut =
+            testing::run::<Pack>("{ seq_len: 8, overlong: truncate }", vec![("data", input)], &dir.path().join("c"), 0)
+                .unwrap();
+        assert_eq!((cut.metrics["truncated"].as_u64(), cut.metrics["tokens"].as_u64()), (Some(1), Some(18)));
+    }
+
+    #[test]
+    fn a_row_shorter_than_two_tokens_is_refused() {
+        let p = Params { seq_len: 1, ..Params::default() };
+        assert!(matches!(Pack::check(&p), Err(StageError::Param { path, .. }) if path == "seq_len"));
+    }
+}

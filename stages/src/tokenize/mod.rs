@@ -172,3 +172,140 @@ fn trained_spans(turns: &Arc<dyn Array>, train_on: &[String]) -> Result<Vec<(usi
         .map(|i| (starts.value(i) as usize, ends.value(i) as usize))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::standard;
+    use crate::template::{Message, Template};
+    use crate::testing;
+    use arrow::array::StringArray;
+    use arrow::datatypes::DataType;
+
+    /// Writes conversations as chat.format would, and a tokenizer trained on them.
+    fn inputs(dir: &std::path::Path, conversations: &[Vec<Message>]) -> Vec<(&'static str, crate::context::Slot)> {
+        let rendered: Vec<_> = conversations.iter().map(|c| Template::Chatml.render(c)).collect();
+        let texts: Vec<String> = rendered.iter().map(|r| r.text.clone()).collect();
+        let tokenizer = tokenizer_train::train(
+            &tokenizer_train::Params { vocab_size: 320, ..Default::default() },
+            &texts.iter().cycle().take(200).cloned().collect::<Vec<_>>(),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.join("tok")).unwrap();
+        tokenizer_train::save(&tokenizer, &dir.join("tok")).unwrap();
+        use crate::table::build::Value;
+        let messages: Vec<Vec<Vec<Value>>> = conversations
+            .iter()
+            .map(|c| c.iter().map(|m| vec![Value::Str(m.role.clone()), Value::Str(m.content.clone())]).collect())
+            .collect();
+        let turns: Vec<Vec<Vec<Value>>> = rendered
+            .iter()
+            .map(|r| {
+                r.turns
+                    .iter()
+                    .map(|t| vec![Value::Str(t.role.into()), Value::I32(t.start as i32), Value::I32(t.end as i32)])
+                    .collect()
+            })
+            .collect();
+        let n = conversations.len();
+        let chats = testing::write_table(
+            &dir.join("chats"),
+            standard::chats(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..n as i64)),
+                Arc::new(StringArray::from_iter_values(std::iter::repeat_n("f", n))),
+                build::list_struct(&[("role", DataType::Utf8), ("content", DataType::Utf8)], &messages),
+                Arc::new(StringArray::from_iter_values(&texts)),
+                build::list_struct(
+                    &[("role", DataType::Utf8), ("start", DataType::Int32), ("end", DataType::Int32)],
+                    &turns,
+                ),
+            ],
+        );
+        vec![("data", chats), ("tokenizer", testing::files(&dir.join("tok"), "tokenizer"))]
+    }
+
+    fn tokens(dir: &std::path::Path) -> (Vec<Vec<i32>>, Vec<Vec<bool>>) {
+        let batches = testing::read(&dir.join("out/tokens"));
+        let cols = Columns::new(&batches[0]);
+        let (ids, masks) = (cols.lists("input_ids").unwrap(), cols.lists("loss_mask").unwrap());
+        (0..batches[0].num_rows())
+            .map(|r| {
+                let m = masks.value(r);
+                let m = m.as_any().downcast_ref::<arrow::array::BooleanArray>().unwrap();
+                (crate::table::list_i32(ids, r).unwrap(), m.values().iter().collect())
+            })
+            .unzip()
+    }
+
+    fn decode(dir: &std::path::Path, ids: &[i32]) -> String {
+        let tok = tokenizer_train::load(&dir.join("tok")).unwrap();
+        tok.decode(&ids.iter().map(|&i| i as u32).collect::<Vec<_>>(), false).unwrap()
+    }
+
+    #[test]
+    fn only_the_assistant_turns_and_their_end_tokens_are_trained() {
+        let dir = tempfile::tempdir().unwrap();
+        let conversation = vec![
+            Message::new("system", "Be exact."),
+            Message::new("user", "What is 12 + 30?"),
+            Message::new("assistant", "2+0=2, 1+3+0=4.\n#### 42"),
+            Message::new("user", "Ünïcödé ✓ and 7?"),
+            Message::new("assistant", "Sürely 7 ✓"),
+        ];
+        let inputs = inputs(dir.path(), &[conversation]);
+        let report = testing::run::<Tokenize>("", inputs, &dir.path().join("out"), 0).unwrap();
+        let (ids, masks) = tokens(dir.path());
+        let trained: Vec<i32> = ids[0].iter().zip(&masks[0]).filter(|(_, m)| **m).map(|(t, _)| *t).collect();
+        assert_eq!(decode(dir.path(), &trained), "2+0=2, 1+3+0=4.\n#### 42<|im_end|>Sürely 7 ✓<|im_end|>");
+        // The whole text decodes back unchanged: no token is lost at a turn boundary.
+        let text = Template::Chatml.render(&[Message::new("x", "y")]).text;
+        assert!(text.starts_with("<|im_start|>"));
+        assert!(decode(dir.path(), &ids[0]).contains("<|im_start|>assistant\nSürely 7 ✓<|im_end|>\n"));
+        // Each digit is its own token.
+        let tok = tokenizer_train::load(&dir.path().join("tok")).unwrap();
+        for &id in &ids[0] {
+            let piece = tok.id_to_token(id as u32).unwrap();
+            assert!(piece.chars().filter(char::is_ascii_digit).count() <= 1, "{piece}");
+        }
+        assert_eq!(report.metrics["trained_tokens"], trained.len());
+    }
+
+    #[test]
+    fn training_on_the_user_moves_the_mask() {
+        let dir = tempfile::tempdir().unwrap();
+        let inputs = inputs(dir.path(), &[vec![Message::new("user", "hi 1"), Message::new("assistant", "yo 2")]]);
+        testing::run::<Tokenize>("{ train_on: [user] }", inputs, &dir.path().join("out"), 0).unwrap();
+        let (ids, masks) = tokens(dir.path());
+        let trained: Vec<i32> = ids[0].iter().zip(&masks[0]).filter(|(_, m)| **m).map(|(t, _)| *t).collect();
+        assert_eq!(decode(dir.path(), &trained), "hi 1<|im_end|>");
+    }
+
+    #[test]
+    fn a_conversation_without_trained_tokens_is_an_error_or_a_counted_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let conversations = [
+            vec![Message::new("user", "a"), Message::new("assistant", "b")],
+            vec![Message::new("user", "only a question")],
+        ];
+        let err =
+            testing::run::<Tokenize>("", inputs(dir.path(), &conversations), &dir.path().join("out"), 0).unwrap_err();
+        assert!(err.to_string().contains("id 1") && err.to_string().contains("untrained: drop"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let report = testing::run::<Tokenize>(
+            "{ untrained: drop }",
+            inputs(dir.path(), &conversations),
+            &dir.path().join("out"),
+            0,
+        )
+        .unwrap();
+        assert_eq!(report.metrics["dropped_untrained"], 1);
+        assert_eq!(tokens(dir.path()).0.len(), 1);
+    }
+
+    #[test]
+    fn an_unknown_role_is_named() {
+        let p = Params { train_on: vec!["assistant".into(), "robot".into()], ..Params::default() };
+        assert!(matches!(Tokenize::check(&p), Err(StageError::Param { path, .. }) if path == "train_on[1]"));
+    }
+}
