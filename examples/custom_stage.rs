@@ -80,7 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(&path, PIPELINE)?;
     let plan = kiln::load_plan(&path, &[], &registry).map_err(|d| d.render())?;
     let store = kiln::store::Store::new(dir.path().join(".kiln"));
-    let manifest = kiln::exec::run(&plan, &store, &Default::default(), &kiln::exec::Quiet).map_err(|(_, e)| e)?;
+    let manifest = kiln::exec::run(&plan, &store, &Default::default(), &kiln::exec::Quiet)?.into_result()?;
     for stage in &manifest.stages {
         println!("{:<10} {:<14} {}", stage.name, stage.kind, stage.summary.clone().unwrap_or_default());
     }

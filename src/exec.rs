@@ -186,14 +186,27 @@ pub fn selected(plan: &Plan, selection: &Selection) -> Result<Vec<bool>, ExecErr
     Ok(chosen)
 }
 
-/// Runs a plan. The manifest is written at the start and at the end, also on failure.
-pub fn run(
-    plan: &Plan,
-    store: &Store,
-    selection: &Selection,
-    reporter: &dyn Reporter,
-) -> Result<Manifest, (Manifest, ExecError)> {
-    let chosen = selected(plan, selection).map_err(|e| (empty_manifest(plan), e))?;
+/// A run that started: its record, and what stopped it if something did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub manifest: Manifest,
+    pub failure: Option<ExecError>,
+}
+
+impl Outcome {
+    /// The manifest of a run that succeeded, or what stopped it.
+    pub fn into_result(self) -> Result<Manifest, ExecError> {
+        match self.failure {
+            None => Ok(self.manifest),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+/// Runs a plan. An error before anything runs (a selection that cannot work) is `Err`;
+/// once started, the manifest is written at the start and at the end, also on failure.
+pub fn run(plan: &Plan, store: &Store, selection: &Selection, reporter: &dyn Reporter) -> Result<Outcome, ExecError> {
+    let chosen = selected(plan, selection)?;
     // A stage left out needs no computing, but a chosen stage reading it needs it cached.
     let statuses = status(plan, store, &selection.force);
     for (i, stage) in plan.stages.iter().enumerate() {
@@ -203,16 +216,13 @@ pub fn run(
         for input in &stage.inputs {
             let j = input.stage;
             if !chosen[j] && !matches!(statuses[j], Status::Cached { .. }) {
-                return Err((
-                    empty_manifest(plan),
-                    ExecError::Usage(format!(
-                        "stage `{}` reads `{}`, which is not cached and not selected; run `kiln run {} --until {}` first",
-                        stage.name,
-                        plan.stages[j].name,
-                        plan.spec.path.display(),
-                        plan.stages[j].name
-                    )),
-                ));
+                return Err(ExecError::Usage(format!(
+                    "stage `{}` reads `{}`, which is not cached and not selected; run `kiln run {} --until {}` first",
+                    stage.name,
+                    plan.stages[j].name,
+                    plan.spec.path.display(),
+                    plan.stages[j].name
+                )));
             }
         }
     }
@@ -220,9 +230,7 @@ pub fn run(
     let mut manifest = empty_manifest(plan);
     let runs_dir = store.runs_dir();
     let save = |m: &Manifest| m.save(&runs_dir).map_err(|e| ExecError::Io(format!("writing the run manifest: {e}")));
-    if let Err(e) = save(&manifest) {
-        return Err((manifest, e));
-    }
+    save(&manifest)?;
 
     let mut metas: Vec<Option<EntryMeta>> = vec![None; plan.stages.len()];
     let mut failure = None;
@@ -243,7 +251,7 @@ pub fn run(
                             record
                         }
                         _ if !chosen[i] => skipped(stage),
-                        _ => match compute(plan, store, stage, &key, inputs, &metas, forced, reporter) {
+                        _ => match compute(plan, store, stage, Job { key: &key, inputs, forced }, &metas, reporter) {
                             Ok((record, meta)) => {
                                 metas[i] = Some(meta);
                                 record
@@ -254,7 +262,7 @@ pub fn run(
                                     kind: stage.kind.kind().into(),
                                     message: record.error.clone().unwrap_or_default(),
                                 });
-                                record
+                                *record
                             }
                         },
                     }
@@ -267,10 +275,7 @@ pub fn run(
     manifest.finished = Some(runs::now());
     manifest.status = if failure.is_some() { RunStatus::Failed } else { RunStatus::Ok };
     let saved = save(&manifest);
-    match (failure, saved) {
-        (Some(e), _) | (None, Err(e)) => Err((manifest, e)),
-        (None, Ok(())) => Ok(manifest),
-    }
+    Ok(Outcome { manifest, failure: failure.or(saved.err()) })
 }
 
 fn empty_manifest(plan: &Plan) -> Manifest {
@@ -323,18 +328,24 @@ fn cached_record(stage: &PlannedStage, key: &str, meta: &EntryMeta) -> StageReco
     }
 }
 
+/// What to compute: the stage's key, the inputs of the key, and whether it was forced.
+struct Job<'a> {
+    key: &'a str,
+    inputs: serde_json::Value,
+    forced: bool,
+}
+
 /// Computes one stage into a new cache entry. On failure the cache is unchanged and the
 /// record says why.
 fn compute(
     plan: &Plan,
     store: &Store,
     stage: &PlannedStage,
-    key: &str,
-    inputs: serde_json::Value,
+    job: Job,
     metas: &[Option<EntryMeta>],
-    forced: bool,
     reporter: &dyn Reporter,
-) -> Result<(StageRecord, EntryMeta), StageRecord> {
+) -> Result<(StageRecord, EntryMeta), Box<StageRecord>> {
+    let Job { key, inputs, forced } = job;
     let started = Instant::now();
     let mut record = skipped(stage);
     record.key = Some(key.into());
@@ -343,7 +354,7 @@ fn compute(
         record.status = StageStatus::Failed;
         record.error = Some(message);
         record.duration_s = started.elapsed().as_secs_f64();
-        record
+        Box::new(record)
     };
 
     let lock = match store.try_lock(key) {

@@ -11,8 +11,7 @@
 //! let registry = kiln::Registry::default();
 //! let plan = kiln::load_plan("pipelines/math-sft-smoke.yaml".as_ref(), &[], &registry)?;
 //! let store = kiln::store::Store::new(".kiln");
-//! let manifest = kiln::exec::run(&plan, &store, &Default::default(), &kiln::exec::Quiet)
-//!     .map_err(|(_, e)| e)?;
+//! let manifest = kiln::exec::run(&plan, &store, &Default::default(), &kiln::exec::Quiet)?.into_result()?;
 //! println!("run {}", manifest.id);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -187,18 +187,13 @@ fn run(args: RunArgs, registry: &Registry) -> Result<(), Failure> {
     let plan = plan_of(&args.pipeline, registry)?;
     let store = store_of(&args.pipeline.store);
     let selection = Selection { only: args.only, from: args.from, until: args.until, force: args.force };
-    let reporter = Terminal::new();
-    let result = exec::run(&plan, &store, &selection, &reporter);
-    drop(reporter);
-    let (manifest, error) = match result {
-        Ok(m) => (m, None),
-        Err((_, ExecError::Usage(message))) => {
-            return Err(Failure::usage(format!("error: {message}")));
-        }
-        Err((m, e)) => (m, Some(e)),
+    let outcome = match exec::run(&plan, &store, &selection, &Terminal::new()) {
+        Ok(outcome) => outcome,
+        Err(ExecError::Usage(message)) => return Err(Failure::usage(format!("error: {message}"))),
+        Err(e) => return Err(Failure::failed(format!("error: {e}"))),
     };
-    print(&run_summary(&manifest, started.elapsed().as_secs_f64()));
-    match error {
+    print(&run_summary(&outcome.manifest, started.elapsed().as_secs_f64()));
+    match outcome.failure {
         None => Ok(()),
         Some(e) => Err(Failure::failed(format!("error: {e}"))),
     }
@@ -349,7 +344,7 @@ fn describe_stages(registry: &Registry) -> String {
         out.push_str(&format!("{} (v{})\n  {}\n", kind.kind(), kind.version(), kind.about()));
         for input in kind.inputs() {
             let accepts = match &input.accepts {
-                kiln_stages::Accepts::Table(cols) if cols.is_empty() => "any table".to_string(),
+                kiln_stages::Accepts::Table([]) => "any table".to_string(),
                 kiln_stages::Accepts::Table(cols) => {
                     format!(
                         "table with {}",

@@ -19,6 +19,12 @@ pub struct Workdir {
     pub dir: tempfile::TempDir,
 }
 
+impl Default for Workdir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Workdir {
     pub fn new() -> Self {
         Workdir { dir: tempfile::tempdir().expect("a temporary directory") }

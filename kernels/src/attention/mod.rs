@@ -138,7 +138,8 @@ mod tests {
     #[test]
     fn values_and_gradients_match_the_masked_composition() -> Result<()> {
         let seed = fresh_seed();
-        let cases: &[(Heads, usize, &[(usize, usize)])] = &[
+        type Case = (Heads, usize, &'static [(usize, usize)]);
+        let cases: &[Case] = &[
             (Heads { q_heads: 1, kv_heads: 1, head_dim: 4 }, 6, &[(0, 6)]),
             (Heads { q_heads: 4, kv_heads: 2, head_dim: 8 }, 23, &[(0, 5), (5, 1), (6, 13)]),
             (Heads { q_heads: 6, kv_heads: 2, head_dim: 12 }, 40, &[(2, 9), (11, 20), (35, 3)]),

@@ -34,7 +34,7 @@ impl Op {
             Op::Add => a.checked_add(b),
             Op::Sub => a.checked_sub(b),
             Op::Mul => a.checked_mul(b),
-            Op::Div => (b != 0 && a % b == 0).then(|| a / b),
+            Op::Div => (b != 0 && a.is_multiple_of(b)).then(|| a / b),
         }
     }
 

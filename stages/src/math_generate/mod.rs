@@ -338,7 +338,7 @@ fn proper_divisors(n: u64) -> Vec<u64> {
     let mut large = Vec::new();
     let mut d = 2;
     while d * d <= n {
-        if n % d == 0 {
+        if n.is_multiple_of(d) {
             small.push(d);
             if d * d != n {
                 large.push(n / d);

@@ -72,13 +72,13 @@ impl Qwen2Config {
     /// Checks the shape is one the model can run; `path` prefixes the errors.
     pub fn check(&self, path: &str) -> Result<()> {
         let fail = |field: &str, message: String| Err(StageError::param(format!("{path}{field}"), message));
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return fail(
                 "heads",
                 format!("{} heads do not divide hidden size {}", self.num_attention_heads, self.hidden_size),
             );
         }
-        if self.num_key_value_heads == 0 || self.num_attention_heads % self.num_key_value_heads != 0 {
+        if self.num_key_value_heads == 0 || !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return fail(
                 "kv_heads",
                 format!(
@@ -87,7 +87,7 @@ impl Qwen2Config {
                 ),
             );
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return fail("heads", format!("head size {} must be even for rotary embedding", self.head_dim()));
         }
         if self.hidden_act != "silu" {

@@ -76,13 +76,13 @@ impl Stage for TokenizerTrain {
     }
 
     fn outputs(params: &Params, inputs: &InputArtifacts) -> Result<Vec<OutputDecl>> {
-        if let Some(crate::stage::Artifact::Table(schema)) = inputs.get("data") {
-            if schema.column(&params.column).is_none() {
-                return Err(StageError::param(
-                    "column",
-                    format!("the input table `{}` has no column `{}`", schema.name, params.column),
-                ));
-            }
+        if let Some(crate::stage::Artifact::Table(schema)) = inputs.get("data")
+            && schema.column(&params.column).is_none()
+        {
+            return Err(StageError::param(
+                "column",
+                format!("the input table `{}` has no column `{}`", schema.name, params.column),
+            ));
         }
         Ok(vec![OutputDecl::files("tokenizer", "tokenizer")])
     }

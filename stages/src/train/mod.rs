@@ -185,7 +185,7 @@ impl Stage for Train {
         if params.steps == 0 {
             return Err(StageError::param("steps", "must be at least 1"));
         }
-        if !(params.optimizer.lr > 0.0) {
+        if params.optimizer.lr.is_nan() || params.optimizer.lr <= 0.0 {
             return Err(StageError::param("optimizer.lr", "must be positive"));
         }
         for (i, b) in params.optimizer.betas.iter().enumerate() {
