@@ -183,3 +183,45 @@ fn a_killed_stage_leaves_no_entry_and_the_next_run_resumes() {
     expected.extend([("sft", "ran"), ("eval", "ran")]);
     expect(&work, &expected);
 }
+
+/// Two runs of one pipeline at once in one store: the lock per key lets one compute each
+/// entry while the other waits and then finds it cached.
+#[test]
+fn concurrent_runs_share_entries_without_clobbering() {
+    let work = Workdir::new();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .current_dir(super::repo())
+            .args(["run", SMOKE, "--workdir"])
+            .arg(work.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(std::fs::read_dir(work.store().join("cache")).unwrap().count(), 8);
+    let runs: Vec<_> = std::fs::read_dir(work.store().join("runs")).unwrap().collect();
+    assert_eq!(runs.len(), 2);
+    // Every stage ran exactly once across the two runs.
+    let mut ran: Vec<String> = Vec::new();
+    for run in runs {
+        let text = std::fs::read_to_string(run.unwrap().path().join("manifest.json")).unwrap();
+        let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for s in manifest["stages"].as_array().unwrap() {
+            if s["status"] == "ran" {
+                ran.push(s["name"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    ran.sort();
+    let mut expected: Vec<String> = STAGES.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(ran, expected);
+    work.ok(&["run", SMOKE]);
+    expect(&work, &all("cached"));
+}
