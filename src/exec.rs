@@ -83,6 +83,21 @@ fn input_digests(stage: &PlannedStage, metas: &[Option<EntryMeta>]) -> Option<BT
         .collect()
 }
 
+/// Content digests of the external files a stage reads, by parameter (cached by size and
+/// modification time, so an unchanged file is not read again). A file that cannot be
+/// read gets a digest naming the error, so the stage will run and report it.
+fn file_digests(stage: &PlannedStage, store: &Store) -> BTreeMap<String, String> {
+    stage
+        .configured
+        .external_files()
+        .into_iter()
+        .map(|f| {
+            let digest = store.file_digest(&f.path).unwrap_or_else(|e| format!("unreadable: {e}"));
+            (f.param, digest)
+        })
+        .collect()
+}
+
 /// Each stage's cache status, from metadata only.
 pub fn status(plan: &Plan, store: &Store, force: &[String]) -> Vec<Status> {
     let mut metas: Vec<Option<EntryMeta>> = Vec::with_capacity(plan.stages.len());
@@ -96,7 +111,7 @@ pub fn status(plan: &Plan, store: &Store, force: &[String]) -> Vec<Status> {
         let digests = input_digests(stage, &metas);
         let status = match digests {
             Some(digests) => {
-                let inputs = key_inputs(stage, &digests);
+                let inputs = key_inputs(stage, &digests, &file_digests(stage, store));
                 let key = key_of(&inputs);
                 match store.meta(&key) {
                     Some(meta) if !force.contains(&stage.name) => Status::Cached { key, meta: Box::new(meta) },
@@ -118,7 +133,7 @@ pub fn status(plan: &Plan, store: &Store, force: &[String]) -> Vec<Status> {
                     .map(|i| plan.stages[i.stage].name.clone())
                     .unwrap_or_default();
                 // Parameters may have changed too: compare what is known without inputs.
-                let own = key_inputs(stage, &BTreeMap::new());
+                let own = key_inputs(stage, &BTreeMap::new(), &file_digests(stage, store));
                 let reason = previous()
                     .and_then(|mut old| {
                         old.as_object_mut()?.insert("inputs".into(), serde_json::json!({}));
@@ -241,7 +256,7 @@ pub fn run(plan: &Plan, store: &Store, selection: &Selection, reporter: &dyn Rep
             match input_digests(stage, &metas) {
                 None => skipped(stage),
                 Some(digests) => {
-                    let inputs = key_inputs(stage, &digests);
+                    let inputs = key_inputs(stage, &digests, &file_digests(stage, store));
                     let key = key_of(&inputs);
                     let forced = selection.force.contains(&stage.name);
                     match store.meta(&key) {

@@ -147,6 +147,48 @@ impl Store {
     }
 }
 
+/// What the store remembers of an external file's digest.
+#[derive(Debug, Serialize, Deserialize)]
+struct FileDigest {
+    size: u64,
+    modified_ns: u128,
+    digest: String,
+}
+
+impl Store {
+    /// The blake3 digest of a file outside the store, remembered under `files/` by the
+    /// file's size and modification time (as DVC does), so status checks do not reread
+    /// large unchanged data files.
+    pub fn file_digest(&self, path: &Path) -> io::Result<String> {
+        let meta = fs::metadata(path)?;
+        let modified_ns = meta.modified()?.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let absolute = fs::canonicalize(path)?;
+        let record = self
+            .root
+            .join("files")
+            .join(format!("{}.json", &blake3::hash(absolute.to_string_lossy().as_bytes()).to_hex()[..32]));
+        if let Ok(text) = fs::read_to_string(&record)
+            && let Ok(known) = serde_json::from_str::<FileDigest>(&text)
+            && known.size == meta.len()
+            && known.modified_ns == modified_ns
+        {
+            return Ok(known.digest);
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_reader(File::open(path)?)?;
+        let digest = hasher.finalize().to_hex()[..32].to_string();
+        let known = FileDigest { size: meta.len(), modified_ns, digest: digest.clone() };
+        // Remembering is an optimization: a store that cannot be written still works.
+        if fs::create_dir_all(record.parent().expect("files/")).is_ok() {
+            let tmp = record.with_extension("tmp");
+            if fs::write(&tmp, serde_json::to_string(&known).expect("serializes")).is_ok() {
+                let _ = fs::rename(&tmp, &record);
+            }
+        }
+        Ok(digest)
+    }
+}
+
 /// Relative paths of the files under `dir`, sorted.
 pub fn files_under(dir: &Path) -> io::Result<Vec<String>> {
     let mut out = Vec::new();

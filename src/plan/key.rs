@@ -13,13 +13,21 @@ use serde_json::{Map, Value, json};
 
 use super::PlannedStage;
 
-/// The inputs of a stage's key, as a JSON object.
-pub fn key_inputs(stage: &PlannedStage, input_digests: &BTreeMap<String, String>) -> Value {
+/// The inputs of a stage's key, as a JSON object. `files` holds the content digests of
+/// the external files the stage reads, by the parameter naming each.
+pub fn key_inputs(
+    stage: &PlannedStage,
+    input_digests: &BTreeMap<String, String>,
+    files: &BTreeMap<String, String>,
+) -> Value {
     let mut inputs = Map::new();
     inputs.insert("kind".into(), json!(stage.kind.kind()));
     inputs.insert("version".into(), json!(stage.kind.version()));
     inputs.insert("with".into(), stage.configured.params().clone());
     inputs.insert("inputs".into(), json!(input_digests));
+    if !files.is_empty() {
+        inputs.insert("files".into(), json!(files));
+    }
     let outputs: Map<String, Value> =
         stage.outputs.iter().map(|o| (o.name.to_string(), json!(o.artifact.describe()))).collect();
     inputs.insert("outputs".into(), Value::Object(outputs));
@@ -83,7 +91,7 @@ pub fn first_difference(old: &Value, new: &Value) -> Option<String> {
             Some(v) => v.to_string(),
         }
     }
-    for field in ["with", "seed", "inputs", "version", "outputs", "device", "kernels", "kind"] {
+    for field in ["with", "seed", "inputs", "files", "version", "outputs", "device", "kernels", "kind"] {
         if let Some(d) = walk(field, old.get(field), new.get(field)) {
             return Some(d);
         }

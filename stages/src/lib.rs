@@ -8,7 +8,9 @@
 pub mod context;
 pub mod device;
 pub mod error;
+pub mod math;
 pub mod model;
+pub mod records;
 pub mod registry;
 pub mod schema;
 pub mod stage;
@@ -20,7 +22,10 @@ pub(crate) mod testing;
 pub mod chat_format;
 pub mod eval_math;
 pub mod math_generate;
+pub mod math_parse;
 pub mod pack;
+pub mod source_jsonl;
+pub mod source_parquet;
 pub mod split;
 pub mod tokenize;
 pub mod tokenizer_train;
@@ -30,5 +35,6 @@ pub use context::{NoProgress, Progress, Slot, StageContext};
 pub use error::{Result, StageError};
 pub use registry::Registry;
 pub use stage::{
-    Accepts, Artifact, ConfiguredStage, InputArtifacts, InputDecl, KindOf, OutputDecl, Stage, StageKind, StageReport,
+    Accepts, Artifact, ConfiguredStage, ExternalFile, InputArtifacts, InputDecl, KindOf, OutputDecl, Stage, StageKind,
+    StageReport,
 };

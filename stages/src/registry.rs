@@ -1,11 +1,17 @@
 //! The registry of stage kinds: one ordered list, which also orders `kiln stages`.
 
 use crate::stage::{KindOf, StageKind};
-use crate::{chat_format, eval_math, math_generate, pack, split, tokenize, tokenizer_train, train};
+use crate::{
+    chat_format, eval_math, math_generate, math_parse, pack, source_jsonl, source_parquet, split, tokenize,
+    tokenizer_train, train,
+};
 
 /// The built-in kinds, in pipeline order.
 pub static BUILTIN: &[&dyn StageKind] = &[
+    &KindOf::<source_jsonl::SourceJsonl>::new(),
+    &KindOf::<source_parquet::SourceParquet>::new(),
     &KindOf::<math_generate::MathGenerate>::new(),
+    &KindOf::<math_parse::MathParse>::new(),
     &KindOf::<split::Split>::new(),
     &KindOf::<chat_format::ChatFormat>::new(),
     &KindOf::<tokenizer_train::TokenizerTrain>::new(),

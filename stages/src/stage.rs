@@ -144,7 +144,22 @@ pub trait Stage: Send + Sync + 'static {
     /// The outputs, in order; the first is what `from: stage` refers to.
     fn outputs(params: &Self::Params, inputs: &InputArtifacts) -> Result<Vec<OutputDecl>>;
 
+    /// Files outside the cache the stage reads (a source's data file), with the parameter
+    /// that names each. Their content digests enter the key, so a changed file reruns
+    /// the stage; a missing one is a plan error pointing at the parameter.
+    fn external_files(_params: &Self::Params) -> Vec<ExternalFile> {
+        Vec::new()
+    }
+
     fn run(params: &Self::Params, ctx: &mut StageContext) -> Result<StageReport>;
+}
+
+/// A file a stage reads from outside the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalFile {
+    /// The parameter naming it, as a dotted path under `with`.
+    pub param: String,
+    pub path: std::path::PathBuf,
 }
 
 /// The object-safe face of a stage kind, held by the registry.
@@ -166,6 +181,7 @@ pub trait ConfiguredStage: Send + Sync {
     /// The parameters after defaults, as they enter the cache key.
     fn params(&self) -> &serde_json::Value;
     fn outputs(&self, inputs: &InputArtifacts) -> Result<Vec<OutputDecl>>;
+    fn external_files(&self) -> Vec<ExternalFile>;
     fn run(&self, ctx: &mut StageContext) -> Result<StageReport>;
 }
 
@@ -229,6 +245,9 @@ impl<S: Stage> ConfiguredStage for Configured<S> {
     }
     fn outputs(&self, inputs: &InputArtifacts) -> Result<Vec<OutputDecl>> {
         S::outputs(&self.params, inputs)
+    }
+    fn external_files(&self) -> Vec<ExternalFile> {
+        S::external_files(&self.params)
     }
     fn run(&self, ctx: &mut StageContext) -> Result<StageReport> {
         S::run(&self.params, ctx)

@@ -4,6 +4,7 @@
 mod cli;
 mod conformance;
 mod pipeline;
+mod sources;
 mod spec_errors;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,76 @@
+//! Records read from outside: the table a source writes (an `id` and one string column
+//! per mapped field) and what to do with a record that does not fit.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StageError};
+use crate::schema::{Column, ColumnType, TableSchema};
+
+/// What to do with a malformed record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBadRecord {
+    /// Fail the stage, naming the file, the line and the field.
+    #[default]
+    Error,
+    /// Leave it out, count it, and report the count and the first few in the metrics.
+    Skip,
+}
+
+/// The schema of a source's output: `id` (the record's line or row, from 1) then the
+/// mapped fields in declaration order.
+pub fn schema(fields: &IndexMap<String, String>) -> TableSchema {
+    let mut columns = vec![Column {
+        name: "id".into(),
+        ty: ColumnType::parse("int64").expect("valid"),
+        about: "line (or row) of the record in its file, from 1".into(),
+    }];
+    for (name, from) in fields {
+        columns.push(Column {
+            name: name.clone(),
+            ty: ColumnType::parse("string").expect("valid"),
+            about: format!("field `{from}` of the record"),
+        });
+    }
+    TableSchema { name: "records".into(), about: "records read from a file".into(), columns }
+}
+
+/// Checks a field mapping: at least one field, no column named `id`, plain names.
+pub fn check_fields(fields: &IndexMap<String, String>) -> Result<()> {
+    if fields.is_empty() {
+        return Err(StageError::param("fields", "map at least one column, e.g. `fields: { question: question }`"));
+    }
+    for (name, from) in fields {
+        if name == "id" {
+            return Err(StageError::param("fields.id", "`id` is the record's line; name the column otherwise"));
+        }
+        if name.is_empty() || from.is_empty() {
+            return Err(StageError::param(format!("fields.{name}"), "column and field names cannot be empty"));
+        }
+    }
+    Ok(())
+}
+
+/// Counts skipped records and remembers the first few reasons.
+#[derive(Debug, Default)]
+pub struct Skipped {
+    pub count: usize,
+    pub examples: Vec<String>,
+}
+
+impl Skipped {
+    /// Applies the policy to a bad record: an error, or a counted skip.
+    pub fn bad(&mut self, policy: OnBadRecord, error: StageError) -> Result<()> {
+        match policy {
+            OnBadRecord::Error => Err(error),
+            OnBadRecord::Skip => {
+                self.count += 1;
+                if self.examples.len() < 5 {
+                    self.examples.push(error.to_string());
+                }
+                Ok(())
+            }
+        }
+    }
+}

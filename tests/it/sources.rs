@@ -1,0 +1,56 @@
+//! Pipelines that read files: GSM8K-format fixtures through `source.jsonl` and
+//! `math.parse`; missing and changed files.
+
+use super::{Workdir, repo};
+
+const GSM8K: &str = "pipelines/gsm8k-sft.yaml";
+
+fn sets(train: &str, test: &str) -> [String; 4] {
+    ["--set".into(), format!("train_source.with.path={train}"), "--set".into(), format!("test_source.with.path={test}")]
+}
+
+#[test]
+fn gsm8k_fixtures_parse_into_problems() {
+    let work = Workdir::new();
+    let args = sets("tests/fixtures/gsm8k-train.jsonl", "tests/fixtures/gsm8k-test.jsonl");
+    let mut cmd = vec!["run", GSM8K, "--until", "train_problems"];
+    cmd.extend(args.iter().map(String::as_str));
+    work.ok(&cmd);
+    let manifest = work.last_manifest();
+    let parse = manifest["stages"].as_array().unwrap().iter().find(|s| s["name"] == "train_problems").unwrap();
+    assert_eq!(parse["metrics"]["problems"], 16);
+    assert_eq!(parse["metrics"]["annotations"], parse["metrics"]["annotations_verified"]);
+}
+
+#[test]
+fn a_missing_file_is_a_plan_error_at_its_parameter() {
+    let work = Workdir::new();
+    let out = work.kiln(&["plan", GSM8K, "--set", "test_source.with.path=tests/fixtures/gsm8k-test.jsonl"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no file `data/gsm8k/train.jsonl`"), "{err}");
+    assert!(err.contains("pipelines/gsm8k-sft.yaml:12:19"), "points at the path in the file: {err}");
+}
+
+#[test]
+fn a_changed_file_reruns_its_source_and_what_follows() {
+    let work = Workdir::new();
+    let train = work.path().join("train.jsonl");
+    std::fs::copy(repo().join("tests/fixtures/gsm8k-train.jsonl"), &train).unwrap();
+    let args = sets(train.to_str().unwrap(), "tests/fixtures/gsm8k-test.jsonl");
+    let mut cmd = vec!["run", GSM8K, "--until", "train_problems"];
+    cmd.extend(args.iter().map(String::as_str));
+    work.ok(&cmd);
+    let mut plan = vec!["plan", GSM8K];
+    plan.extend(args.iter().map(String::as_str));
+    assert!(work.ok(&plan).lines().any(|l| l.starts_with("train_problems") && l.contains("cached")));
+    let mut text = std::fs::read_to_string(&train).unwrap();
+    text.push_str("{\"question\": \"What is 1+1?\", \"answer\": \"1+1=<<1+1=2>>2\\n#### 2\"}\n");
+    std::fs::write(&train, text).unwrap();
+    let shown = work.ok(&plan);
+    let line = shown.lines().find(|l| l.starts_with("train_source ")).unwrap();
+    assert!(line.contains("will run") && line.contains("files.path"), "{shown}");
+    work.ok(&cmd);
+    let statuses = work.statuses();
+    assert!(statuses.iter().any(|(n, s)| n == "train_problems" && s == "ran"), "{statuses:?}");
+}
