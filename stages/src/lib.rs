@@ -18,8 +18,11 @@ pub mod table;
 pub mod template;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod text;
 
 pub mod chat_format;
+pub mod decontaminate;
+pub mod dedup;
 pub mod eval_math;
 pub mod math_generate;
 pub mod math_parse;

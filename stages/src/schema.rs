@@ -235,10 +235,12 @@ pub mod standard {
     standard_schema!(packed, "packed.json");
     standard_schema!(train_metrics, "train_metrics.json");
     standard_schema!(predictions, "predictions.json");
+    standard_schema!(duplicates, "duplicates.json");
+    standard_schema!(contamination, "contamination.json");
 
     /// Every standard schema, for `kiln schema` listings and conformance tests.
     pub fn all() -> Vec<&'static TableSchema> {
-        vec![problems(), chats(), tokens(), packed(), train_metrics(), predictions()]
+        vec![problems(), chats(), tokens(), packed(), train_metrics(), predictions(), duplicates(), contamination()]
     }
 }
 
@@ -272,7 +274,10 @@ mod tests {
     #[test]
     fn every_standard_schema_parses() {
         let names: Vec<_> = standard::all().iter().map(|s| s.name.clone()).collect();
-        assert_eq!(names, ["problems", "chats", "tokens", "packed", "train_metrics", "predictions"]);
+        assert_eq!(
+            names,
+            ["problems", "chats", "tokens", "packed", "train_metrics", "predictions", "duplicates", "contamination"]
+        );
         assert!(standard::packed().column("seq_lens").is_some());
     }
 }

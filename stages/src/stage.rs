@@ -86,14 +86,21 @@ impl Accepts {
 pub struct OutputDecl {
     pub name: &'static str,
     pub artifact: Artifact,
+    /// A report beside the stage's result (what was removed, per-step metrics): a bare
+    /// `from: stage` never binds to it; `from: stage.output` does.
+    pub report: bool,
 }
 
 impl OutputDecl {
     pub fn table(name: &'static str, schema: &TableSchema) -> Self {
-        OutputDecl { name, artifact: Artifact::Table(schema.clone()) }
+        OutputDecl { name, artifact: Artifact::Table(schema.clone()), report: false }
     }
     pub fn files(name: &'static str, kind: &'static str) -> Self {
-        OutputDecl { name, artifact: Artifact::Files(kind) }
+        OutputDecl { name, artifact: Artifact::Files(kind), report: false }
+    }
+    /// A report table.
+    pub fn report(name: &'static str, schema: &TableSchema) -> Self {
+        OutputDecl { report: true, ..Self::table(name, schema) }
     }
 }
 

@@ -22,6 +22,25 @@ fn gsm8k_fixtures_parse_into_problems() {
     assert_eq!(parse["metrics"]["annotations"], parse["metrics"]["annotations_verified"]);
 }
 
+/// The last test fixture rewords the first training fixture: decontamination drops it.
+#[test]
+fn training_rows_overlapping_the_test_set_are_dropped() {
+    let work = Workdir::new();
+    let args = sets("tests/fixtures/gsm8k-train.jsonl", "tests/fixtures/gsm8k-test.jsonl");
+    let mut cmd = vec!["run", GSM8K, "--until", "train_clean"];
+    cmd.extend(args.iter().map(String::as_str));
+    work.ok(&cmd);
+    let manifest = work.last_manifest();
+    let stage = |name: &str| manifest["stages"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone();
+    assert_eq!(stage("train_dedup")["metrics"]["kept"], 16);
+    assert_eq!(stage("train_clean")["metrics"]["dropped"], 1);
+    assert_eq!(stage("train_clean")["metrics"]["kept"], 15);
+    let mut inspect = vec!["inspect", GSM8K, "train_clean.dropped"];
+    inspect.extend(args.iter().map(String::as_str));
+    let shown = work.ok(&inspect);
+    assert!(shown.contains("1   4        baker makes 24 muffins in the morning"), "{shown}");
+}
+
 #[test]
 fn a_missing_file_is_a_plan_error_at_its_parameter() {
     let work = Workdir::new();

@@ -200,7 +200,7 @@ impl Stage for Train {
     }
 
     fn outputs(_: &Params, _: &InputArtifacts) -> Result<Vec<OutputDecl>> {
-        Ok(vec![OutputDecl::files("model", "model"), OutputDecl::table("metrics", standard::train_metrics())])
+        Ok(vec![OutputDecl::files("model", "model"), OutputDecl::report("metrics", standard::train_metrics())])
     }
 
     fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {

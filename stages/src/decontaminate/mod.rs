@@ -1,0 +1,187 @@
+//! `decontaminate`: training rows that share a word n-gram (13 by default, as in the
+//! Qwen report and GPT-3's filtering) with any evaluation row are dropped; each drop
+//! records which evaluation row and which n-gram matched. Words are lowercased with
+//! punctuation removed; a text shorter than n words has no n-gram and never matches.
+//!
+//! The evaluation n-grams go into one hash map; each training row is a single pass over
+//! its windows: 100,000 rows against 10,000 take seconds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, Int64Array, StringArray};
+use arrow::compute::filter_record_batch;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::context::StageContext;
+use crate::dedup::{check_text_columns, ids_and_texts};
+use crate::error::{Result, StageError};
+use crate::schema::standard;
+use crate::stage::{Accepts, Artifact, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
+use crate::text;
+
+pub struct Decontaminate;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// Words per n-gram.
+    pub ngram: usize,
+    /// The training text columns searched.
+    pub columns: Vec<String>,
+    /// The evaluation text columns indexed.
+    pub eval_columns: Vec<String>,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { ngram: 13, columns: vec!["question".into(), "solution".into()], eval_columns: vec!["question".into()] }
+    }
+}
+
+/// A training row that overlaps an evaluation row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    pub row: usize,
+    pub eval_row: usize,
+    pub ngram: String,
+}
+
+impl Stage for Decontaminate {
+    type Params = Params;
+    const KIND: &'static str = "decontaminate";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "drop training rows sharing a word n-gram (13) with an evaluation set";
+
+    fn inputs() -> &'static [InputDecl] {
+        &[
+            InputDecl { name: "data", accepts: Accepts::Table(&[("id", "int64")]), about: "training rows" },
+            InputDecl { name: "eval", accepts: Accepts::Table(&[("id", "int64")]), about: "evaluation rows" },
+        ]
+    }
+
+    fn check(params: &Params) -> Result<()> {
+        if params.ngram == 0 {
+            return Err(StageError::param("ngram", "must be at least 1"));
+        }
+        for (path, columns) in [("columns", &params.columns), ("eval_columns", &params.eval_columns)] {
+            if columns.is_empty() {
+                return Err(StageError::param(path, "name at least one text column"));
+            }
+        }
+        Ok(())
+    }
+
+    fn outputs(params: &Params, inputs: &InputArtifacts) -> Result<Vec<OutputDecl>> {
+        let (Some(Artifact::Table(data)), Some(Artifact::Table(eval))) = (inputs.get("data"), inputs.get("eval"))
+        else {
+            return Err(StageError::Internal("decontaminate reads two tables".into()));
+        };
+        check_text_columns(&params.columns, data, "columns")?;
+        check_text_columns(&params.eval_columns, eval, "eval_columns")?;
+        Ok(vec![OutputDecl::table("kept", data), OutputDecl::report("dropped", standard::contamination())])
+    }
+
+    fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
+        let eval_batches = ctx.table("eval")?.read_all()?;
+        let (eval_ids, eval_texts) = ids_and_texts(&eval_batches, &params.eval_columns)?;
+        let batches = ctx.table("data")?.read_all()?;
+        let (ids, texts) = ids_and_texts(&batches, &params.columns)?;
+        ctx.progress().start(texts.len() as u64, "rows");
+        let hits = find_overlaps(&texts, &eval_texts, params.ngram);
+        ctx.progress().advance(texts.len() as u64);
+
+        let mut dropped = vec![false; ids.len()];
+        for h in &hits {
+            dropped[h.row] = true;
+        }
+        let mut writer = ctx.write_table("kept")?;
+        let mut at = 0;
+        for batch in &batches {
+            let keep: BooleanArray = (at..at + batch.num_rows()).map(|i| Some(!dropped[i])).collect();
+            writer.write(&filter_record_batch(batch, &keep)?)?;
+            at += batch.num_rows();
+        }
+        let kept = writer.finish()?;
+        let mut out = ctx.write_table("dropped")?;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(hits.iter().map(|h| ids[h.row]))),
+            Arc::new(Int64Array::from_iter_values(hits.iter().map(|h| eval_ids[h.eval_row]))),
+            Arc::new(StringArray::from_iter_values(hits.iter().map(|h| h.ngram.as_str()))),
+        ];
+        out.write_columns(columns)?;
+        out.finish()?;
+        let contaminated_eval: std::collections::BTreeSet<usize> = hits.iter().map(|h| h.eval_row).collect();
+        Ok(StageReport::default()
+            .metric("rows", ids.len())
+            .metric("kept", kept)
+            .metric("dropped", hits.len())
+            .metric("eval_rows", eval_ids.len())
+            .metric("eval_rows_matched", contaminated_eval.len())
+            .summary(format!(
+                "dropped {} of {} rows sharing a {}-gram with {} of {} eval rows",
+                hits.len(),
+                ids.len(),
+                params.ngram,
+                contaminated_eval.len(),
+                eval_ids.len()
+            )))
+    }
+}
+
+/// For each training text that shares an n-gram with an evaluation text, the first such
+/// n-gram (in the training text) and the first evaluation row holding it.
+pub fn find_overlaps(texts: &[String], eval_texts: &[String], n: usize) -> Vec<Hit> {
+    let mut index: HashMap<u64, usize> = HashMap::new();
+    for (e, t) in eval_texts.iter().enumerate() {
+        for h in text::ngram_hashes(&text::words(t), n) {
+            index.entry(h).or_insert(e);
+        }
+    }
+    texts
+        .par_iter()
+        .enumerate()
+        .filter_map(|(row, t)| {
+            let words = text::words(t);
+            let hashes = text::ngram_hashes(&words, n);
+            hashes.iter().enumerate().find_map(|(at, h)| {
+                let &eval_row = index.get(h)?;
+                // Confirm on the words themselves: a 64-bit collision must not drop a row.
+                let eval_words = text::words(&eval_texts[eval_row]);
+                let gram = &words[at..at + n];
+                eval_words.windows(n).any(|w| w == gram).then(|| Hit { row, eval_row, ngram: gram.join(" ") })
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_13_gram_drops_the_row_and_names_the_match() {
+        let eval = vec![
+            "The baker makes 24 muffins in the morning and 18 in the afternoon. He sells 30 of them.".to_string(),
+            "A short one.".to_string(),
+        ];
+        let train = vec![
+            "A baker makes 24 muffins in the morning and 18 in the afternoon; he sells 30 of them!".to_string(),
+            "A baker makes 25 muffins in the morning and 18 in the afternoon; he sells 31 of them!".to_string(),
+            "A short one.".to_string(),
+        ];
+        let hits = find_overlaps(&train, &eval, 13);
+        assert_eq!(hits.len(), 1);
+        assert_eq!((hits[0].row, hits[0].eval_row), (0, 0));
+        assert_eq!(hits[0].ngram, "baker makes 24 muffins in the morning and 18 in the afternoon he");
+        // shorter n: the changed numbers no longer protect the second row
+        assert_eq!(find_overlaps(&train, &eval, 6).len(), 2);
+    }
+
+    #[test]
+    fn an_n_of_zero_is_refused() {
+        let p = Params { ngram: 0, ..Params::default() };
+        assert!(matches!(Decontaminate::check(&p), Err(StageError::Param { path, .. }) if path == "ngram"));
+    }
+}
