@@ -459,11 +459,8 @@ fn bind_inputs(
                 }
             },
             None => {
-                let accepted: Vec<&OutputDecl> = upstream
-                    .outputs
-                    .iter()
-                    .filter(|o| !o.report && decl.accepts.check(&o.artifact).is_ok())
-                    .collect();
+                let accepted: Vec<&OutputDecl> =
+                    upstream.outputs.iter().filter(|o| !o.report && decl.accepts.check(&o.artifact).is_ok()).collect();
                 match accepted.as_slice() {
                     [one] => one.name,
                     [] => upstream.outputs[0].name,
