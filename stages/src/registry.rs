@@ -2,8 +2,8 @@
 
 use crate::stage::{KindOf, StageKind};
 use crate::{
-    chat_format, decontaminate, dedup, eval_math, math_generate, math_parse, pack, source_jsonl, source_parquet, split,
-    tokenize, tokenizer_train, train,
+    chat_format, decontaminate, dedup, eval_math, math_augment, math_generate, math_parse, pack, source_jsonl,
+    source_parquet, split, tokenize, tokenizer_train, train,
 };
 
 /// The built-in kinds, in pipeline order.
@@ -12,6 +12,7 @@ pub static BUILTIN: &[&dyn StageKind] = &[
     &KindOf::<source_parquet::SourceParquet>::new(),
     &KindOf::<math_generate::MathGenerate>::new(),
     &KindOf::<math_parse::MathParse>::new(),
+    &KindOf::<math_augment::MathAugment>::new(),
     &KindOf::<dedup::Dedup>::new(),
     &KindOf::<decontaminate::Decontaminate>::new(),
     &KindOf::<split::Split>::new(),

@@ -237,10 +237,21 @@ pub mod standard {
     standard_schema!(predictions, "predictions.json");
     standard_schema!(duplicates, "duplicates.json");
     standard_schema!(contamination, "contamination.json");
+    standard_schema!(augmented, "augmented.json");
 
     /// Every standard schema, for `kiln schema` listings and conformance tests.
     pub fn all() -> Vec<&'static TableSchema> {
-        vec![problems(), chats(), tokens(), packed(), train_metrics(), predictions(), duplicates(), contamination()]
+        vec![
+            problems(),
+            chats(),
+            tokens(),
+            packed(),
+            train_metrics(),
+            predictions(),
+            duplicates(),
+            contamination(),
+            augmented(),
+        ]
     }
 }
 
@@ -276,7 +287,17 @@ mod tests {
         let names: Vec<_> = standard::all().iter().map(|s| s.name.clone()).collect();
         assert_eq!(
             names,
-            ["problems", "chats", "tokens", "packed", "train_metrics", "predictions", "duplicates", "contamination"]
+            [
+                "problems",
+                "chats",
+                "tokens",
+                "packed",
+                "train_metrics",
+                "predictions",
+                "duplicates",
+                "contamination",
+                "augmented"
+            ]
         );
         assert!(standard::packed().column("seq_lens").is_some());
     }

@@ -63,6 +63,11 @@ impl Expr {
 
     /// The value with `values` in the literals' places (same order).
     pub fn eval_with(&self, values: &[Rational]) -> Option<Rational> {
+        self.eval_as(values)
+    }
+
+    /// The value in any arithmetic (exact numbers, or linear forms in an unknown).
+    pub fn eval_as<T: Arith>(&self, values: &[T]) -> Option<T> {
         let tokens = self.tokens()?;
         let mut parser = Parser { tokens: &tokens, at: 0, values };
         let v = parser.sum()?;
@@ -83,41 +88,68 @@ impl Expr {
     }
 }
 
-struct Parser<'a> {
-    tokens: &'a [Token],
-    at: usize,
-    values: &'a [Rational],
+/// The operations an expression needs; `None` where a result does not exist.
+pub trait Arith: Copy {
+    fn zero() -> Self;
+    fn add(self, other: Self) -> Option<Self>;
+    fn sub(self, other: Self) -> Option<Self>;
+    fn mul(self, other: Self) -> Option<Self>;
+    fn div(self, other: Self) -> Option<Self>;
 }
 
-impl Parser<'_> {
+impl Arith for Rational {
+    fn zero() -> Self {
+        Rational::int(0)
+    }
+    fn add(self, other: Self) -> Option<Self> {
+        self.checked_add(other)
+    }
+    fn sub(self, other: Self) -> Option<Self> {
+        self.checked_sub(other)
+    }
+    fn mul(self, other: Self) -> Option<Self> {
+        self.checked_mul(other)
+    }
+    fn div(self, other: Self) -> Option<Self> {
+        self.checked_div(other)
+    }
+}
+
+struct Parser<'a, T> {
+    tokens: &'a [Token],
+    at: usize,
+    values: &'a [T],
+}
+
+impl<T: Arith> Parser<'_, T> {
     fn peek(&self) -> Option<Token> {
         self.tokens.get(self.at).copied()
     }
 
-    fn sum(&mut self) -> Option<Rational> {
+    fn sum(&mut self) -> Option<T> {
         let mut v = self.product()?;
         while let Some(Token::Op(op @ ('+' | '-'))) = self.peek() {
             self.at += 1;
             let r = self.product()?;
-            v = if op == '+' { v.checked_add(r)? } else { v.checked_sub(r)? };
+            v = if op == '+' { v.add(r)? } else { v.sub(r)? };
         }
         Some(v)
     }
 
-    fn product(&mut self) -> Option<Rational> {
+    fn product(&mut self) -> Option<T> {
         let mut v = self.unary()?;
         while let Some(Token::Op(op @ ('*' | '/'))) = self.peek() {
             self.at += 1;
             let r = self.unary()?;
-            v = if op == '*' { v.checked_mul(r)? } else { v.checked_div(r)? };
+            v = if op == '*' { v.mul(r)? } else { v.div(r)? };
         }
         Some(v)
     }
 
-    fn unary(&mut self) -> Option<Rational> {
+    fn unary(&mut self) -> Option<T> {
         if self.peek() == Some(Token::Op('-')) {
             self.at += 1;
-            return Rational::int(0).checked_sub(self.unary()?);
+            return T::zero().sub(self.unary()?);
         }
         match self.peek()? {
             Token::Num(i) => {

@@ -34,6 +34,14 @@ impl Rational {
         Some(Rational { num: sign * num / g, den: sign * den / g })
     }
 
+    pub fn numerator(&self) -> i128 {
+        self.num
+    }
+
+    pub fn denominator(&self) -> i128 {
+        self.den
+    }
+
     pub fn int(n: i128) -> Self {
         Rational { num: n, den: 1 }
     }
