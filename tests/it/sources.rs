@@ -32,13 +32,19 @@ fn training_rows_overlapping_the_test_set_are_dropped() {
     work.ok(&cmd);
     let manifest = work.last_manifest();
     let stage = |name: &str| manifest["stages"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone();
-    assert_eq!(stage("train_dedup")["metrics"]["kept"], 16);
-    assert_eq!(stage("train_clean")["metrics"]["dropped"], 1);
-    assert_eq!(stage("train_clean")["metrics"]["kept"], 15);
+    let augmented = stage("train_augmented")["metrics"]["rows"].as_u64().unwrap();
+    assert!(augmented > 16, "augmentation adds items: {augmented}");
+    let deduped = stage("train_dedup")["metrics"]["kept"].as_u64().unwrap();
+    let clean = &stage("train_clean")["metrics"];
+    assert!(clean["dropped"].as_u64().unwrap() >= 1);
+    assert_eq!(clean["kept"].as_u64().unwrap() + clean["dropped"].as_u64().unwrap(), deduped);
+    assert_eq!(clean["eval_rows_matched"], 1);
     let mut inspect = vec!["inspect", GSM8K, "train_clean.dropped"];
     inspect.extend(args.iter().map(String::as_str));
     let shown = work.ok(&inspect);
-    assert!(shown.contains("1   4        baker makes 24 muffins in the morning"), "{shown}");
+    let first = shown.lines().skip_while(|l| !l.starts_with("id ")).nth(1).unwrap_or_default();
+    let cells: Vec<&str> = first.split_whitespace().collect();
+    assert_eq!(cells[..3], ["1", "4", "baker"], "{shown}");
 }
 
 #[test]
