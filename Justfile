@@ -16,6 +16,12 @@ test:
     python3 -c "import pyarrow, polars" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pyarrow polars
     cargo test --workspace
 
+# Benchmarks against baselines measured in the same run (installs the Python baselines;
+# CI does not run this).
+bench:
+    python3 -m pip install --quiet --disable-pip-version-check datasketch
+    cargo test --bench data
+
 # Formatting and lints, as CI would check them.
 lint:
     cargo fmt --all -- --check

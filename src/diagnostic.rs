@@ -90,20 +90,7 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
-/// The candidate closest to `name`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(name, c), c))
-        .filter(|&(d, c)| d <= 2.max(c.len() / 3) && d < c.len().max(name.len()))
-        .min_by_key(|&(d, c)| (d, c))
-        .map(|(_, c)| c)
-}
-
-/// `. Did you mean `x`?` or nothing.
-pub fn suggestion<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    did_you_mean(name, candidates).map(|c| format!(". Did you mean `{c}`?")).unwrap_or_default()
-}
+pub use kiln_stages::names::{did_you_mean, suggestion};
 
 #[cfg(test)]
 mod tests {
@@ -121,12 +108,5 @@ mod tests {
             d.render(&sources),
             "error: unknown stage kind `tokenise`. Did you mean `tokenize`?\n ——▶ p.yaml:3:11\n  │\n3 │     uses: tokenise\n  │           ^^^^^^^^\n"
         );
-    }
-
-    #[test]
-    fn suggests_only_near_names() {
-        assert_eq!(did_you_mean("tokenise", ["tokenize", "pack"]), Some("tokenize"));
-        assert_eq!(did_you_mean("sq_len", ["seq_len", "algorithm"]), Some("seq_len"));
-        assert_eq!(did_you_mean("zzz", ["tokenize", "pack"]), None);
     }
 }

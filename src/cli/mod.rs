@@ -353,7 +353,8 @@ fn describe_stages(registry: &Registry) -> String {
                 }
                 kiln_stages::Accepts::Files(kind) => format!("a {kind}"),
             };
-            out.push_str(&format!("  input {}: {accepts} — {}\n", input.name, input.about));
+            let name = if input.name == kiln_stages::stage::ANY_INPUTS { "(any names)" } else { input.name };
+            out.push_str(&format!("  input {name}: {accepts} — {}\n", input.about));
         }
         let defaults = serde_yaml::to_string(&kind.default_params()).unwrap_or_default();
         if defaults.trim() != "{}" {

@@ -7,7 +7,7 @@ pub mod key;
 
 use std::collections::{BTreeMap, HashMap};
 
-use kiln_stages::stage::{Artifact, ConfiguredStage, InputArtifacts, OutputDecl, StageKind};
+use kiln_stages::stage::{ANY_INPUTS, Artifact, ConfiguredStage, InputArtifacts, InputDecl, OutputDecl, StageKind};
 use kiln_stages::{Registry, StageError};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, suggestion};
@@ -34,7 +34,7 @@ pub struct PlannedStage {
 /// One input bound to an upstream output: `stage` indexes `Plan::stages`.
 #[derive(Debug, Clone)]
 pub struct PlannedInput {
-    pub name: &'static str,
+    pub name: String,
     pub stage: usize,
     pub output: &'static str,
 }
@@ -208,7 +208,11 @@ fn plan_stage(
     for (input, span) in &inputs {
         let upstream = planned[input.stage].as_ref().expect("bound inputs are planned");
         let artifact = &upstream.outputs.iter().find(|o| o.name == input.output).expect("bound").artifact;
-        let decl = kind.inputs().iter().find(|d| d.name == input.name).expect("bound inputs are declared");
+        let decl = kind
+            .inputs()
+            .iter()
+            .find(|d| d.name == input.name || d.name == ANY_INPUTS)
+            .expect("bound inputs are declared");
         if let Err(why) = decl.accepts.check(artifact) {
             errors.push(Diagnostic::new(
                 format!(
@@ -375,72 +379,91 @@ fn bind_inputs(
 ) -> Option<Vec<(PlannedInput, Span)>> {
     let decls = kind.inputs();
     let names: Vec<&str> = decls.iter().map(|d| d.name).collect();
-    let mut pairs: Vec<(&'static str, &InputRef)> = Vec::new();
+    let mut pairs: Vec<(String, &InputRef, &InputDecl)> = Vec::new();
     let before = errors.len();
-    match &stage.from {
-        From::None if decls.is_empty() => return Some(Vec::new()),
-        From::None => {
-            errors.push(Diagnostic::new(
-                format!("stage `{}` ({}) needs `from:` with {}", stage.name, stage.uses, input_list(&names)),
-                stage.name_span,
-            ));
-            return None;
-        }
-        From::One(r) => match decls {
-            [] => {
-                errors.push(Diagnostic::new(format!("`{}` takes no input", stage.uses), r.span));
-                return None;
-            }
-            [only] => pairs.push((only.name, r)),
-            _ => {
+    // A kind taking any number of named inputs (`mix`, `sql`) declares one input `*`.
+    if let [any] = decls
+        && any.name == ANY_INPUTS
+    {
+        match &stage.from {
+            From::None => {
                 errors.push(Diagnostic::new(
                     format!(
-                        "`{}` takes several inputs; write `from: {{ {} }}`",
-                        stage.uses,
-                        names.iter().map(|n| format!("{n}: …")).collect::<Vec<_>>().join(", ")
+                        "stage `{}` ({}) needs `from:` naming its inputs, e.g. `from: {{ a: stage_a, b: stage_b }}`",
+                        stage.name, stage.uses
                     ),
-                    r.span,
+                    stage.name_span,
                 ));
                 return None;
             }
-        },
-        From::Map(entries) => {
-            for (key, r) in entries {
-                match decls.iter().find(|d| d.name == key.name) {
-                    Some(d) => pairs.push((d.name, r)),
-                    None => errors.push(Diagnostic::new(
-                        format!(
-                            "`{}` has no input `{}`{}",
-                            stage.uses,
-                            key.name,
-                            suggestion(&key.name, names.iter().copied())
-                        ),
-                        key.span,
-                    )),
-                }
+            From::One(r) => pairs.push((r.stage.clone(), r, any)),
+            From::Map(entries) => pairs.extend(entries.iter().map(|(k, r)| (k.name.clone(), r, any))),
+        }
+    } else {
+        match &stage.from {
+            From::None if decls.is_empty() => return Some(Vec::new()),
+            From::None => {
+                errors.push(Diagnostic::new(
+                    format!("stage `{}` ({}) needs `from:` with {}", stage.name, stage.uses, input_list(&names)),
+                    stage.name_span,
+                ));
+                return None;
             }
-            for d in decls {
-                if !entries.iter().any(|(k, _)| k.name == d.name) {
+            From::One(r) => match decls {
+                [] => {
+                    errors.push(Diagnostic::new(format!("`{}` takes no input", stage.uses), r.span));
+                    return None;
+                }
+                [only] => pairs.push((only.name.to_string(), r, only)),
+                _ => {
                     errors.push(Diagnostic::new(
                         format!(
-                            "stage `{}` ({}) is missing its input `{}` ({})",
-                            stage.name, stage.uses, d.name, d.about
+                            "`{}` takes several inputs; write `from: {{ {} }}`",
+                            stage.uses,
+                            names.iter().map(|n| format!("{n}: …")).collect::<Vec<_>>().join(", ")
                         ),
-                        stage.name_span,
+                        r.span,
                     ));
+                    return None;
+                }
+            },
+            From::Map(entries) => {
+                for (key, r) in entries {
+                    match decls.iter().find(|d| d.name == key.name) {
+                        Some(d) => pairs.push((d.name.to_string(), r, d)),
+                        None => errors.push(Diagnostic::new(
+                            format!(
+                                "`{}` has no input `{}`{}",
+                                stage.uses,
+                                key.name,
+                                suggestion(&key.name, names.iter().copied())
+                            ),
+                            key.span,
+                        )),
+                    }
+                }
+                for d in decls {
+                    if !entries.iter().any(|(k, _)| k.name == d.name) {
+                        errors.push(Diagnostic::new(
+                            format!(
+                                "stage `{}` ({}) is missing its input `{}` ({})",
+                                stage.name, stage.uses, d.name, d.about
+                            ),
+                            stage.name_span,
+                        ));
+                    }
                 }
             }
         }
     }
     let mut bound = Vec::new();
-    for (name, r) in pairs {
+    for (name, r, decl) in pairs {
         let Some(&index) = index_of.get(r.stage.as_str()) else {
             continue; // unknown stage or in a cycle: reported by `order`
         };
         let Some(upstream) = planned[index].as_ref() else {
             return None; // upstream invalid: its own error says why
         };
-        let decl = decls.iter().find(|d| d.name == name).expect("declared");
         let output = match &r.output {
             Some(out) => match upstream.outputs.iter().find(|o| o.name == out) {
                 Some(o) => o.name,

@@ -67,6 +67,11 @@ impl<'a> StageContext<'a> {
         &self.scratch
     }
 
+    /// The names of the bound inputs, in order.
+    pub fn input_names(&self) -> Vec<String> {
+        self.inputs.keys().cloned().collect()
+    }
+
     pub fn input(&self, name: &str) -> Result<&Slot> {
         self.inputs.get(name).ok_or_else(|| StageError::Internal(format!("stage has no input `{name}` bound")))
     }

@@ -2,8 +2,8 @@
 
 use crate::stage::{KindOf, StageKind};
 use crate::{
-    chat_format, decontaminate, dedup, eval_math, math_augment, math_generate, math_parse, pack, source_jsonl,
-    source_parquet, split, tokenize, tokenizer_train, train,
+    chat_format, decontaminate, dedup, eval_math, math_augment, math_generate, math_parse, mix, pack, source_jsonl,
+    source_parquet, split, sql, tokenize, tokenizer_train, train,
 };
 
 /// The built-in kinds, in pipeline order.
@@ -16,6 +16,8 @@ pub static BUILTIN: &[&dyn StageKind] = &[
     &KindOf::<dedup::Dedup>::new(),
     &KindOf::<decontaminate::Decontaminate>::new(),
     &KindOf::<split::Split>::new(),
+    &KindOf::<mix::Mix>::new(),
+    &KindOf::<sql::Sql>::new(),
     &KindOf::<chat_format::ChatFormat>::new(),
     &KindOf::<tokenizer_train::TokenizerTrain>::new(),
     &KindOf::<tokenize::Tokenize>::new(),

@@ -32,6 +32,10 @@ impl Artifact {
     }
 }
 
+/// The name of the single input declaration of a kind that takes any number of named
+/// inputs (`mix`, `sql`): `from: { a: stage_a, b: stage_b }` binds `a` and `b`.
+pub const ANY_INPUTS: &str = "*";
+
 /// An input a stage kind takes.
 #[derive(Debug)]
 pub struct InputDecl {

@@ -1,0 +1,113 @@
+//! DataFusion over kiln's table artifacts: the `sql` stage kind and `kiln query` share it.
+//!
+//! A query's output schema is found by planning it over empty tables of the inputs'
+//! declared schemas, so a bad query or a missing column is a plan error before anything
+//! runs. Execution registers each artifact folder as a Parquet table (no copy) and reads
+//! strings as plain Utf8, the type kiln's schemas declare.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::datasource::MemTable;
+use datafusion::execution::context::SessionContext;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig};
+
+use crate::schema::{Column, ColumnType, TableSchema, type_name};
+
+fn session() -> SessionContext {
+    let config = SessionConfig::new()
+        .with_target_partitions(rayon::current_num_threads().max(1))
+        .set_bool("datafusion.execution.parquet.schema_force_view_types", false);
+    SessionContext::new_with_config(config)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread().build().map_err(|e| format!("starting the query runtime: {e}"))
+}
+
+/// The message of a failed query: DataFusion's, with the query shown.
+fn failed(query: &str, e: impl std::fmt::Display) -> String {
+    format!("{e}\n  in the query: {query}")
+}
+
+/// The schema a query's result will have, given its tables' schemas.
+pub fn plan_schema(query: &str, tables: &[(String, SchemaRef)]) -> Result<SchemaRef, String> {
+    let ctx = session();
+    for (name, schema) in tables {
+        let table = MemTable::try_new(schema.clone(), vec![vec![]]).map_err(|e| e.to_string())?;
+        ctx.register_table(name.as_str(), Arc::new(table)).map_err(|e| e.to_string())?;
+    }
+    let frame = runtime()?.block_on(ctx.sql(query)).map_err(|e| failed(query, e))?;
+    Ok(Arc::new(frame.schema().as_arrow().clone()))
+}
+
+/// Runs a query over table folders (each a folder of Parquet parts).
+pub fn execute(query: &str, tables: &[(String, &Path)]) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
+    let ctx = session();
+    let rt = runtime()?;
+    rt.block_on(async {
+        for (name, dir) in tables {
+            let options = ParquetReadOptions::default().file_extension(".parquet");
+            ctx.register_parquet(name.as_str(), dir.to_string_lossy().as_ref(), options)
+                .await
+                .map_err(|e| format!("table `{name}`: {e}"))?;
+        }
+        let frame = ctx.sql(query).await.map_err(|e| failed(query, e))?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame.collect().await.map_err(|e| failed(query, e))?;
+        Ok((schema, batches))
+    })
+}
+
+/// The kiln type of an Arrow type: string views and large strings are strings, lists
+/// and structs map their items; other types kiln tables do not hold.
+fn kiln_type(data: &DataType) -> Option<DataType> {
+    Some(match data {
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::Boolean
+        | DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt32
+        | DataType::UInt64
+        | DataType::Float32
+        | DataType::Float64 => data.clone(),
+        DataType::List(item) | DataType::LargeList(item) | DataType::ListView(item) => {
+            DataType::List(Arc::new(Field::new("item", kiln_type(item.data_type())?, true)))
+        }
+        DataType::Struct(fields) => DataType::Struct(
+            fields
+                .iter()
+                .map(|f| Some(Field::new(f.name(), kiln_type(f.data_type())?, false)))
+                .collect::<Option<Vec<_>>>()?
+                .into(),
+        ),
+        _ => return None,
+    })
+}
+
+/// A query result's schema as a kiln table schema, or which column kiln cannot hold.
+pub fn table_schema(name: &str, schema: &Schema) -> Result<TableSchema, String> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let data = kiln_type(f.data_type()).ok_or_else(|| {
+                format!(
+                    "column `{}` has type {}, which kiln tables do not hold; cast it in the query",
+                    f.name(),
+                    type_name(f.data_type())
+                )
+            })?;
+            Ok(Column {
+                name: f.name().clone(),
+                ty: ColumnType { data, nullable: f.is_nullable() },
+                about: String::new(),
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(TableSchema { name: name.into(), about: "the result of a SQL query".into(), columns })
+}
