@@ -353,7 +353,11 @@ fn describe_stages(registry: &Registry) -> String {
                 }
                 kiln_stages::Accepts::Files(kind) => format!("a {kind}"),
             };
-            let name = if input.name == kiln_stages::stage::ANY_INPUTS { "(any names)" } else { input.name };
+            let name = match input.prefix() {
+                Some("") => "(any names)".to_string(),
+                Some(prefix) => format!("{prefix}, {prefix}_… (one or more)"),
+                None => input.name.to_string(),
+            };
             out.push_str(&format!("  input {name}: {accepts} — {}\n", input.about));
         }
         let defaults = serde_yaml::to_string(&kind.default_params()).unwrap_or_default();

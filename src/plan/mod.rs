@@ -7,7 +7,7 @@ pub mod key;
 
 use std::collections::{BTreeMap, HashMap};
 
-use kiln_stages::stage::{ANY_INPUTS, Artifact, ConfiguredStage, InputArtifacts, InputDecl, OutputDecl, StageKind};
+use kiln_stages::stage::{Artifact, ConfiguredStage, InputArtifacts, InputDecl, OutputDecl, StageKind};
 use kiln_stages::{Registry, StageError};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, suggestion};
@@ -211,7 +211,8 @@ fn plan_stage(
         let decl = kind
             .inputs()
             .iter()
-            .find(|d| d.name == input.name || d.name == ANY_INPUTS)
+            .find(|d| d.name == input.name)
+            .or_else(|| kind.inputs().iter().find(|d| d.binds(&input.name)))
             .expect("bound inputs are declared");
         if let Err(why) = decl.accepts.check(artifact) {
             errors.push(Diagnostic::new(
@@ -381,77 +382,66 @@ fn bind_inputs(
     let names: Vec<&str> = decls.iter().map(|d| d.name).collect();
     let mut pairs: Vec<(String, &InputRef, &InputDecl)> = Vec::new();
     let before = errors.len();
-    // A kind taking any number of named inputs (`mix`, `sql`) declares one input `*`.
-    if let [any] = decls
-        && any.name == ANY_INPUTS
-    {
-        match &stage.from {
-            From::None => {
-                errors.push(Diagnostic::new(
-                    format!(
-                        "stage `{}` ({}) needs `from:` naming its inputs, e.g. `from: {{ a: stage_a, b: stage_b }}`",
-                        stage.name, stage.uses
-                    ),
-                    stage.name_span,
-                ));
-                return None;
-            }
-            From::One(r) => pairs.push((r.stage.clone(), r, any)),
-            From::Map(entries) => pairs.extend(entries.iter().map(|(k, r)| (k.name.clone(), r, any))),
+    match &stage.from {
+        From::None if decls.is_empty() => return Some(Vec::new()),
+        From::None => {
+            errors.push(Diagnostic::new(
+                format!("stage `{}` ({}) needs `from:` with {}", stage.name, stage.uses, input_list(&names)),
+                stage.name_span,
+            ));
+            return None;
         }
-    } else {
-        match &stage.from {
-            From::None if decls.is_empty() => return Some(Vec::new()),
-            From::None => {
+        From::One(r) => match decls {
+            [] => {
+                errors.push(Diagnostic::new(format!("`{}` takes no input", stage.uses), r.span));
+                return None;
+            }
+            // `from: stage` for a kind of one input; under `*` the key is the stage's name.
+            [only] => {
+                let key = match only.prefix() {
+                    Some("") => r.stage.clone(),
+                    Some(prefix) => prefix.to_string(),
+                    None => only.name.to_string(),
+                };
+                pairs.push((key, r, only))
+            }
+            _ => {
                 errors.push(Diagnostic::new(
-                    format!("stage `{}` ({}) needs `from:` with {}", stage.name, stage.uses, input_list(&names)),
-                    stage.name_span,
+                    format!("`{}` takes several inputs; write `from: {}`", stage.uses, example_inputs(&names)),
+                    r.span,
                 ));
                 return None;
             }
-            From::One(r) => match decls {
-                [] => {
-                    errors.push(Diagnostic::new(format!("`{}` takes no input", stage.uses), r.span));
-                    return None;
+        },
+        From::Map(entries) => {
+            for (key, r) in entries {
+                // A plain name binds before a pattern that would also match the key.
+                let decl = decls.iter().find(|d| d.name == key.name).or_else(|| decls.iter().find(|d| d.binds(&key.name)));
+                match decl {
+                    Some(d) => pairs.push((key.name.clone(), r, d)),
+                    None => errors.push(Diagnostic::new(
+                        format!(
+                            "`{}` has no input `{}`{}",
+                            stage.uses,
+                            key.name,
+                            suggestion(&key.name, names.iter().copied())
+                        ),
+                        key.span,
+                    )),
                 }
-                [only] => pairs.push((only.name.to_string(), r, only)),
-                _ => {
+            }
+            for d in decls {
+                if !pairs.iter().any(|(_, _, bound)| std::ptr::eq(*bound, d)) {
                     errors.push(Diagnostic::new(
                         format!(
-                            "`{}` takes several inputs; write `from: {{ {} }}`",
+                            "stage `{}` ({}) is missing its input `{}` ({})",
+                            stage.name,
                             stage.uses,
-                            names.iter().map(|n| format!("{n}: …")).collect::<Vec<_>>().join(", ")
+                            d.name,
+                            d.about
                         ),
-                        r.span,
+                        stage.name_span,
                     ));
-                    return None;
-                }
-            },
-            From::Map(entries) => {
-                for (key, r) in entries {
-                    match decls.iter().find(|d| d.name == key.name) {
-                        Some(d) => pairs.push((d.name.to_string(), r, d)),
-                        None => errors.push(Diagnostic::new(
-                            format!(
-                                "`{}` has no input `{}`{}",
-                                stage.uses,
-                                key.name,
-                                suggestion(&key.name, names.iter().copied())
-                            ),
-                            key.span,
-                        )),
-                    }
-                }
-                for d in decls {
-                    if !entries.iter().any(|(k, _)| k.name == d.name) {
-                        errors.push(Diagnostic::new(
-                            format!(
-                                "stage `{}` ({}) is missing its input `{}` ({})",
-                                stage.name, stage.uses, d.name, d.about
-                            ),
-                            stage.name_span,
-                        ));
-                    }
                 }
             }
         }
@@ -510,9 +500,23 @@ fn bind_inputs(
 
 fn input_list(names: &[&str]) -> String {
     match names {
+        ["*"] => format!("its inputs, e.g. `from: {}`", example_inputs(names)),
         [one] => format!("its input (`from: stage`, for `{one}`)"),
-        _ => format!("its inputs `{{ {} }}`", names.iter().map(|n| format!("{n}: …")).collect::<Vec<_>>().join(", ")),
+        _ => format!("its inputs `{}`", example_inputs(names)),
     }
+}
+
+/// `{ a: …, b: … }` for the declared input names; a pattern shows an example key.
+fn example_inputs(names: &[&str]) -> String {
+    let keys: Vec<String> = names
+        .iter()
+        .flat_map(|n| match n.strip_suffix('*') {
+            Some("") => vec!["a: stage_a".to_string(), "b: stage_b".to_string()],
+            Some(prefix) => vec![format!("{prefix}: …"), format!("{prefix}_other: …")],
+            None => vec![format!("{n}: …")],
+        })
+        .collect();
+    format!("{{ {} }}", keys.join(", "))
 }
 
 /// The artifacts of a planned stage's inputs, by input name.

@@ -36,12 +36,29 @@ impl Artifact {
 /// inputs (`mix`, `sql`): `from: { a: stage_a, b: stage_b }` binds `a` and `b`.
 pub const ANY_INPUTS: &str = "*";
 
-/// An input a stage kind takes.
+/// An input a stage kind takes. A name ending in `*` is a pattern binding one or more
+/// inputs whose keys start with what precedes it: `eval*` binds `eval`, `eval_gsm8k`, …;
+/// `*` alone binds any key.
 #[derive(Debug)]
 pub struct InputDecl {
     pub name: &'static str,
     pub accepts: Accepts,
     pub about: &'static str,
+}
+
+impl InputDecl {
+    /// The fixed part of a pattern's name (`eval` of `eval*`), or None for a plain name.
+    pub fn prefix(&self) -> Option<&'static str> {
+        self.name.strip_suffix('*')
+    }
+
+    /// Whether the key of a `from:` entry binds to this declaration.
+    pub fn binds(&self, key: &str) -> bool {
+        match self.prefix() {
+            Some(prefix) => key.starts_with(prefix),
+            None => key == self.name,
+        }
+    }
 }
 
 /// What an input accepts.

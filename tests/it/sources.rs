@@ -42,10 +42,10 @@ fn training_rows_overlapping_the_test_set_are_dropped() {
     let mut inspect = vec!["inspect", GSM8K, "train_clean.dropped"];
     inspect.extend(args.iter().map(String::as_str));
     let shown = work.ok(&inspect);
-    let header = |l: &&str| l.split_whitespace().collect::<Vec<_>>() == ["id", "eval_id", "ngram"];
+    let header = |l: &&str| l.split_whitespace().collect::<Vec<_>>() == ["id", "eval_set", "eval_id", "ngram"];
     let first = shown.lines().skip_while(|l| !header(l)).nth(1).unwrap_or_default();
     let cells: Vec<&str> = first.split_whitespace().collect();
-    assert_eq!(cells[..3], ["1", "4", "baker"], "{shown}");
+    assert_eq!(cells[..4], ["1", "eval", "4", "baker"], "{shown}");
 }
 
 #[test]

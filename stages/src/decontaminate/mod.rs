@@ -1,6 +1,8 @@
 //! `decontaminate`: training rows that share a word n-gram (13 by default, as in the
-//! Qwen report and GPT-3's filtering) with any evaluation row are dropped; each drop
-//! records which evaluation row and which n-gram matched. Words are lowercased with
+//! Qwen report and GPT-3's filtering) with any row of any evaluation set are dropped;
+//! each drop records which evaluation set, which row and which n-gram matched. The
+//! evaluation sets are the inputs named `eval` or `eval_…` (`from: { data: train,
+//! eval_gsm8k: gsm8k_test, eval_math: math_test }`). Words are lowercased with
 //! punctuation removed; a text shorter than n words has no n-gram and never matches.
 //!
 //! The evaluation n-grams go into one hash map; each training row is a single pass over
@@ -51,13 +53,13 @@ pub struct Hit {
 impl Stage for Decontaminate {
     type Params = Params;
     const KIND: &'static str = "decontaminate";
-    const VERSION: u32 = 1;
-    const ABOUT: &'static str = "drop training rows sharing a word n-gram (13) with an evaluation set";
+    const VERSION: u32 = 2;
+    const ABOUT: &'static str = "drop training rows sharing a word n-gram (13) with any evaluation set";
 
     fn inputs() -> &'static [InputDecl] {
         &[
             InputDecl { name: "data", accepts: Accepts::Table(&[("id", "int64")]), about: "training rows" },
-            InputDecl { name: "eval", accepts: Accepts::Table(&[("id", "int64")]), about: "evaluation rows" },
+            InputDecl { name: "eval*", accepts: Accepts::Table(&[("id", "int64")]), about: "evaluation sets" },
         ]
     }
 
@@ -74,18 +76,28 @@ impl Stage for Decontaminate {
     }
 
     fn outputs(params: &Params, inputs: &InputArtifacts) -> Result<Vec<OutputDecl>> {
-        let (Some(Artifact::Table(data)), Some(Artifact::Table(eval))) = (inputs.get("data"), inputs.get("eval"))
-        else {
-            return Err(StageError::Internal("decontaminate reads two tables".into()));
+        let Some(Artifact::Table(data)) = inputs.get("data") else {
+            return Err(StageError::Internal("decontaminate reads a table `data`".into()));
         };
         check_text_columns(&params.columns, data, "columns")?;
-        check_text_columns(&params.eval_columns, eval, "eval_columns")?;
+        for (name, artifact) in inputs.iter().filter(|(name, _)| *name != "data") {
+            let Artifact::Table(eval) = artifact else {
+                return Err(StageError::Internal(format!("input `{name}` of decontaminate is not a table")));
+            };
+            check_text_columns(&params.eval_columns, eval, "eval_columns")?;
+        }
         Ok(vec![OutputDecl::table("kept", data), OutputDecl::report("dropped", standard::contamination())])
     }
 
     fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
-        let eval_batches = ctx.table("eval")?.read_all()?;
-        let (eval_ids, eval_texts) = ids_and_texts(&eval_batches, &params.eval_columns)?;
+        // All evaluation sets in one index; `eval_sets[i]` names the set of row i.
+        let (mut eval_ids, mut eval_texts, mut eval_sets) = (Vec::new(), Vec::new(), Vec::new());
+        for name in ctx.input_names().into_iter().filter(|n| n != "data") {
+            let (ids, texts) = ids_and_texts(&ctx.table(&name)?.read_all()?, &params.eval_columns)?;
+            eval_sets.extend(std::iter::repeat_n(name, ids.len()));
+            eval_ids.extend(ids);
+            eval_texts.extend(texts);
+        }
         let batches = ctx.table("data")?.read_all()?;
         let (ids, texts) = ids_and_texts(&batches, &params.columns)?;
         ctx.progress().start(texts.len() as u64, "rows");
@@ -107,6 +119,7 @@ impl Stage for Decontaminate {
         let mut out = ctx.write_table("dropped")?;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(hits.iter().map(|h| ids[h.row]))),
+            Arc::new(StringArray::from_iter_values(hits.iter().map(|h| eval_sets[h.eval_row].as_str()))),
             Arc::new(Int64Array::from_iter_values(hits.iter().map(|h| eval_ids[h.eval_row]))),
             Arc::new(StringArray::from_iter_values(hits.iter().map(|h| h.ngram.as_str()))),
         ];
@@ -177,6 +190,43 @@ mod tests {
         assert_eq!(hits[0].ngram, "baker makes 24 muffins in the morning and 18 in the afternoon he");
         // shorter n: the changed numbers no longer protect the second row
         assert_eq!(find_overlaps(&train, &eval, 6).len(), 2);
+    }
+
+    #[test]
+    fn every_evaluation_set_is_searched_and_named_in_the_report() {
+        use crate::table::Columns;
+        use crate::testing;
+        let dir = tempfile::tempdir().unwrap();
+        let table = |name: &str, ids: Vec<i64>, questions: Vec<&str>| {
+            let n = ids.len();
+            let text = |t: &str| Arc::new(StringArray::from_iter_values(std::iter::repeat_n(t, n))) as ArrayRef;
+            testing::write_table(
+                &dir.path().join(name),
+                standard::problems(),
+                vec![
+                    Arc::new(Int64Array::from(ids)),
+                    text("word"),
+                    Arc::new(StringArray::from_iter_values(questions)),
+                    text("s"),
+                    text("1"),
+                ],
+            )
+        };
+        let a = "one two three four five six seven eight nine ten eleven twelve thirteen";
+        let b = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu";
+        let data = table("data", vec![1, 2, 3], vec![a, "nothing shared here", b]);
+        let gsm = table("gsm", vec![10], vec![a]);
+        let math = table("math", vec![20], vec![b]);
+        let with = "{ columns: [question], eval_columns: [question] }";
+        let inputs = vec![("data", data), ("eval_gsm8k", gsm), ("eval_math", math)];
+        let report = testing::run::<Decontaminate>(with, inputs, &dir.path().join("out"), 0).unwrap();
+        assert_eq!(report.metrics["dropped"], 2);
+        let dropped = testing::read(&dir.path().join("out/dropped"));
+        let cols = Columns::new(&dropped[0]);
+        let sets: Vec<_> = cols.strings("eval_set").unwrap().iter().flatten().collect();
+        assert_eq!(sets, ["eval_gsm8k", "eval_math"]);
+        let kept = testing::read(&dir.path().join("out/kept"));
+        assert_eq!(Columns::new(&kept[0]).i64s("id").unwrap().values(), &[2]);
     }
 
     #[test]

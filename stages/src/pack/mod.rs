@@ -72,7 +72,7 @@ struct Sequence {
 impl Stage for Pack {
     type Params = Params;
     const KIND: &'static str = "pack";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str = "pack token sequences into fixed-length rows (best-fit-decreasing by default)";
     const RANDOM: bool = true;
 
