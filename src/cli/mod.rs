@@ -90,6 +90,12 @@ struct InspectArgs {
     /// How many rows to show.
     #[arg(long, default_value_t = 5)]
     rows: usize,
+    /// Show row N of a token table decoded token by token, trained tokens marked.
+    #[arg(long, value_name = "N")]
+    row: Option<usize>,
+    /// Mark trained tokens with characters, not colours (the default off a terminal).
+    #[arg(long)]
+    plain: bool,
 }
 
 #[derive(Args, Debug)]
@@ -143,7 +149,15 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<(), Failure> {
         Command::Inspect(args) => {
             let plan = plan_of(&args.pipeline, registry)?;
             let store = store_of(&args.pipeline.store);
-            let text = inspect::inspect(&plan, &store, &args.stage, args.rows)?;
+            let text = match args.row {
+                Some(row) => {
+                    use std::io::IsTerminal;
+                    let plain = args.plain || !std::io::stdout().is_terminal();
+                    let marking = if plain { inspect::Marking::Plain } else { inspect::Marking::Colour };
+                    inspect::show_row(&plan, &store, &args.stage, row, marking)?
+                }
+                None => inspect::inspect(&plan, &store, &args.stage, args.rows)?,
+            };
             print(&text);
             Ok(())
         }

@@ -416,7 +416,8 @@ fn bind_inputs(
         From::Map(entries) => {
             for (key, r) in entries {
                 // A plain name binds before a pattern that would also match the key.
-                let decl = decls.iter().find(|d| d.name == key.name).or_else(|| decls.iter().find(|d| d.binds(&key.name)));
+                let decl =
+                    decls.iter().find(|d| d.name == key.name).or_else(|| decls.iter().find(|d| d.binds(&key.name)));
                 match decl {
                     Some(d) => pairs.push((key.name.clone(), r, d)),
                     None => errors.push(Diagnostic::new(
@@ -435,10 +436,7 @@ fn bind_inputs(
                     errors.push(Diagnostic::new(
                         format!(
                             "stage `{}` ({}) is missing its input `{}` ({})",
-                            stage.name,
-                            stage.uses,
-                            d.name,
-                            d.about
+                            stage.name, stage.uses, d.name, d.about
                         ),
                         stage.name_span,
                     ));

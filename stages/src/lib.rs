@@ -35,6 +35,7 @@ pub mod source_parquet;
 pub mod split;
 pub mod sql;
 pub mod tokenize;
+pub mod tokenizer_load;
 pub mod tokenizer_train;
 pub mod train;
 

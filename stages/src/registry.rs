@@ -3,7 +3,7 @@
 use crate::stage::{KindOf, StageKind};
 use crate::{
     chat_format, decontaminate, dedup, eval_math, math_augment, math_generate, math_parse, mix, pack, source_jsonl,
-    source_parquet, split, sql, tokenize, tokenizer_train, train,
+    source_parquet, split, sql, tokenize, tokenizer_load, tokenizer_train, train,
 };
 
 /// The built-in kinds, in pipeline order.
@@ -20,6 +20,7 @@ pub static BUILTIN: &[&dyn StageKind] = &[
     &KindOf::<sql::Sql>::new(),
     &KindOf::<chat_format::ChatFormat>::new(),
     &KindOf::<tokenizer_train::TokenizerTrain>::new(),
+    &KindOf::<tokenizer_load::TokenizerLoad>::new(),
     &KindOf::<tokenize::Tokenize>::new(),
     &KindOf::<pack::Pack>::new(),
     &KindOf::<train::Train>::new(),

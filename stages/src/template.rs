@@ -42,6 +42,18 @@ pub struct Turn<'a> {
     pub end: usize,
 }
 
+/// The byte ranges of one turn in a rendered conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnParts {
+    /// `<|im_start|>role\n`
+    pub header: std::ops::Range<usize>,
+    pub content: std::ops::Range<usize>,
+    /// `<|im_end|>`
+    pub end_of_turn: std::ops::Range<usize>,
+    /// The newline after `<|im_end|>`.
+    pub separator: std::ops::Range<usize>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered<'a> {
     pub text: String,
@@ -77,6 +89,21 @@ impl Template {
         Rendered { text, turns }
     }
 
+    /// The template's own text around the span `[start, end)` of a turn `role` said in
+    /// `text`: the header before it, the end-of-turn token closing it, the separator after.
+    pub fn parts(self, text: &str, role: &str, start: usize, end: usize) -> TurnParts {
+        match self {
+            Template::Chatml => {
+                let header = start.saturating_sub(IM_START.len() + role.len() + 1)..start;
+                let closed = text.get(start..end).is_some_and(|span| span.ends_with(IM_END));
+                let end_of_turn = if closed { end - IM_END.len()..end } else { end..end };
+                let separator =
+                    if text.get(end..).is_some_and(|rest| rest.starts_with('\n')) { end..end + 1 } else { end..end };
+                TurnParts { header, content: start..end_of_turn.start, end_of_turn, separator }
+            }
+        }
+    }
+
     /// The conversation so far followed by the header of the assistant's turn: the text
     /// a model continues to answer.
     pub fn prompt(self, messages: &[Message]) -> String {
@@ -107,6 +134,12 @@ mod tests {
         assert_eq!(r.text, "<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n2<|im_end|>\n");
         let spans: Vec<&str> = r.turns.iter().map(|t| &r.text[t.start..t.end]).collect();
         assert_eq!(spans, ["1+1?<|im_end|>", "2<|im_end|>"]);
+        let parts = Template::Chatml.parts(&r.text, "assistant", r.turns[1].start, r.turns[1].end);
+        let at = |range: std::ops::Range<usize>| &r.text[range];
+        assert_eq!(
+            [at(parts.header), at(parts.content), at(parts.end_of_turn), at(parts.separator)],
+            ["<|im_start|>assistant\n", "2", "<|im_end|>", "\n"]
+        );
         assert_eq!(
             Template::Chatml.prompt(&messages[..1]),
             "<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n"

@@ -42,6 +42,46 @@ fn inspect_shows_schema_rows_and_first_rows() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("its outputs are train, eval"));
 }
 
+/// `--row` decodes a row token by token; the marked tokens are exactly the trained
+/// ones, and each document's positions restart at 0.
+#[test]
+fn inspect_row_shows_tokens_with_the_trained_ones_marked() {
+    let work = Workdir::new();
+    work.ok(&["run", SMOKE, "--until", "packed"]);
+    let text = work.ok(&["inspect", SMOKE, "tokens", "--row", "2"]);
+    assert!(text.contains("tokens.tokens row 2:") && text.contains("document 1 (id "), "{text}");
+    // the system and user turns are outside the marks, the assistant's answer inside
+    let body = text.split_once("trained tokens inside ⟦ ⟧").unwrap().1;
+    let (before, inside) = body.split_once('⟦').expect("a trained run");
+    assert!(before.contains("<|im_start|>|system|") && before.contains("<|im_start|>|assistant|"), "{text}");
+    let inside = inside.split_once('⟧').expect("closed").0;
+    assert!(inside.ends_with("<|im_end|>|") && !inside.contains("<|im_start|>"), "{inside}");
+    assert!(inside.contains("####"), "{inside}");
+
+    let text = work.ok(&["inspect", SMOKE, "packed", "--row", "0"]);
+    let documents: Vec<&str> = text.lines().filter(|l| l.starts_with("── document")).collect();
+    assert!(documents.len() > 1, "{text}");
+    for line in &documents {
+        assert!(line.contains(", positions 0..="), "{line}");
+    }
+    // as many tokens inside the marks as the row has trained labels
+    let header = text.lines().next().unwrap();
+    let trained: usize = header.split(", ").find_map(|p| p.strip_suffix(" trained")).unwrap().parse().unwrap();
+    let body = text.split_once("trained tokens inside ⟦ ⟧").unwrap().1;
+    let marked: usize = body
+        .split('⟦')
+        .skip(1)
+        .map(|run| run.split_once('⟧').unwrap().0.replace("<|im_end|>", "E").matches('|').count())
+        .sum();
+    assert!(trained > 0 && marked == trained, "{marked} marked, {trained} trained");
+
+    let out = work.kiln(&["inspect", SMOKE, "packed", "--row", "100000"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("past the end"));
+    let out = work.kiln(&["inspect", SMOKE, "split", "--row", "0"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no table of token ids"));
+}
+
 #[test]
 fn stages_lists_every_kind_with_its_parameters() {
     let work = Workdir::new();

@@ -3,8 +3,11 @@
 //! Invariants: no sequence crosses a row; position ids restart at 0 in each document;
 //! the label of each document's first token is -100 (it must not be predicted from the
 //! previous document); padding sits at the end of a row, is labelled -100 and is
-//! counted. An overlong sequence follows the declared policy and is counted, never cut
-//! silently.
+//! counted. An overlong sequence follows the declared policy (error, drop, truncate, or
+//! split into documents of `seq_len`) and is counted, never cut silently.
+//!
+//! `epochs` writes every sequence that many times; with `repack_each_epoch` each epoch is
+//! packed from a differently shuffled order, so documents meet other neighbours.
 
 mod bins;
 
@@ -37,6 +40,8 @@ pub enum Overlong {
     Drop,
     /// Keep its first `seq_len` tokens (counted).
     Truncate,
+    /// Cut it into pieces of `seq_len` tokens, each packed as its own document (counted).
+    Split,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,6 +54,11 @@ pub struct Params {
     pub pad_id: i32,
     /// Shuffle the rows after packing (seeded).
     pub shuffle: bool,
+    /// Passes over the sequences written out: each sequence appears this many times.
+    pub epochs: usize,
+    /// Pack each epoch anew from a differently shuffled order, so a sequence meets other
+    /// neighbours in each; otherwise later epochs repeat the first one's rows.
+    pub repack_each_epoch: bool,
 }
 
 impl Default for Params {
@@ -59,6 +69,8 @@ impl Default for Params {
             overlong: Overlong::Error,
             pad_id: 0,
             shuffle: true,
+            epochs: 1,
+            repack_each_epoch: false,
         }
     }
 }
@@ -88,6 +100,9 @@ impl Stage for Pack {
         if params.seq_len < 2 {
             return Err(StageError::param("seq_len", "must be at least 2"));
         }
+        if params.epochs == 0 {
+            return Err(StageError::param("epochs", "must be at least 1"));
+        }
         Ok(())
     }
 
@@ -99,7 +114,7 @@ impl Stage for Pack {
         let input = ctx.table("data")?;
         let origin = ctx.input("data")?.origin.clone();
         let mut sequences = Vec::new();
-        let (mut truncated, mut dropped) = (0usize, 0usize);
+        let (mut truncated, mut dropped, mut split) = (0usize, 0usize, 0usize);
         for batch in input.batches() {
             let batch = batch?;
             let cols = Columns::new(&batch);
@@ -123,7 +138,7 @@ impl Stage for Pack {
                             return Err(StageError::data(
                                 format!("{origin}: id {}", seq.id),
                                 format!(
-                                    "sequence of {} tokens is longer than seq_len {}; set `overlong: drop` or `overlong: truncate`",
+                                    "sequence of {} tokens is longer than seq_len {}; set `overlong:` to drop, truncate or split",
                                     seq.ids.len(),
                                     params.seq_len
                                 ),
@@ -138,6 +153,16 @@ impl Stage for Pack {
                             seq.ids.truncate(params.seq_len);
                             seq.mask.truncate(params.seq_len);
                         }
+                        Overlong::Split => {
+                            split += 1;
+                            while seq.ids.len() > params.seq_len {
+                                let ids = seq.ids.split_off(params.seq_len);
+                                let mask = seq.mask.split_off(params.seq_len);
+                                let id = seq.id;
+                                let head = std::mem::replace(&mut seq, Sequence { id, ids, mask });
+                                sequences.push(head);
+                            }
+                        }
                     }
                 }
                 if !seq.ids.is_empty() {
@@ -145,15 +170,31 @@ impl Stage for Pack {
                 }
             }
         }
-        ctx.progress().start(sequences.len() as u64, "sequences");
         let lengths: Vec<usize> = sequences.iter().map(|s| s.ids.len()).collect();
-        let mut rows = pack_lengths(&lengths, params.seq_len, params.algorithm);
-        if params.shuffle {
-            rows.shuffle(&mut ChaCha8Rng::seed_from_u64(ctx.seed));
+        let first = pack_lengths(&lengths, params.seq_len, params.algorithm);
+        let per_epoch = first.len();
+        let mut rows = Vec::with_capacity(per_epoch * params.epochs);
+        for epoch in 0..params.epochs {
+            let seed = ctx.seed.wrapping_add(epoch as u64);
+            let mut packed = if epoch > 0 && params.repack_each_epoch {
+                let mut order: Vec<usize> = (0..lengths.len()).collect();
+                order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_e90c));
+                let shuffled: Vec<usize> = order.iter().map(|&i| lengths[i]).collect();
+                let mut packed = pack_lengths(&shuffled, params.seq_len, params.algorithm);
+                packed.iter_mut().flatten().for_each(|i| *i = order[*i]);
+                packed
+            } else {
+                first.clone()
+            };
+            if params.shuffle {
+                packed.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+            }
+            rows.extend(packed);
         }
+        ctx.progress().start(rows.iter().map(Vec::len).sum::<usize>() as u64, "sequences");
 
         let mut writer = ctx.write_table("packed")?;
-        let real: usize = lengths.iter().sum();
+        let real: usize = lengths.iter().sum::<usize>() * params.epochs;
         for chunk in rows.chunks(1024) {
             let mut cols: [Vec<Vec<i32>>; 4] = Default::default();
             let mut doc_ids: Vec<Vec<i64>> = Vec::with_capacity(chunk.len());
@@ -192,16 +233,19 @@ impl Stage for Pack {
 
         let capacity = rows.len() * params.seq_len;
         let efficiency = real as f64 / capacity.max(1) as f64;
-        let lower_bound = real.div_ceil(params.seq_len);
+        let lower_bound = (real / params.epochs).div_ceil(params.seq_len) * params.epochs;
         Ok(StageReport::default()
             .metric("sequences", sequences.len())
             .metric("rows", rows.len())
+            .metric("rows_per_epoch", per_epoch)
+            .metric("epochs", params.epochs)
             .metric("tokens", real)
             .metric("padding", capacity - real)
             .metric("efficiency", efficiency)
             .metric("lower_bound_rows", lower_bound)
             .metric("truncated", truncated)
             .metric("dropped", dropped)
+            .metric("split", split)
             .summary(format!(
                 "{} sequences in {} rows (lower bound {lower_bound}), efficiency {:.2}%",
                 sequences.len(),
@@ -304,6 +348,74 @@ mod tests {
             testing::run::<Pack>("{ seq_len: 8, overlong: truncate }", vec![("data", input)], &dir.path().join("c"), 0)
                 .unwrap();
         assert_eq!((cut.metrics["truncated"].as_u64(), cut.metrics["tokens"].as_u64()), (Some(1), Some(18)));
+    }
+
+    #[test]
+    fn split_cuts_an_overlong_sequence_into_documents_and_loses_no_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = tokens(&dir.path().join("in"), &[4, 20, 6]);
+        let report =
+            testing::run::<Pack>("{ seq_len: 8, overlong: split }", vec![("data", input)], &dir.path().join("out"), 0)
+                .unwrap();
+        assert_eq!((report.metrics["split"].as_u64(), report.metrics["tokens"].as_u64()), (Some(1), Some(30)));
+        let mut pieces: Vec<Vec<i32>> = Vec::new();
+        for [ids, _, positions, seq_lens] in rows(dir.path()) {
+            let mut at = 0;
+            for &len in &seq_lens {
+                assert_eq!(positions[at], 0, "each piece is a document of its own");
+                pieces.push(ids[at..at + len as usize].to_vec());
+                at += len as usize;
+            }
+        }
+        pieces.sort();
+        let long: Vec<i32> = pieces.iter().filter(|p| p[0] / 100 == 1).flatten().copied().collect();
+        assert_eq!(long, (100..120).collect::<Vec<_>>());
+        assert_eq!(pieces.iter().map(Vec::len).sum::<usize>(), 30);
+    }
+
+    #[test]
+    fn each_epoch_holds_every_sequence_once_and_repacking_changes_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let lengths: Vec<usize> = (0..60).map(|i| 1 + (i * 7) % 5).collect();
+        let input = tokens(&dir.path().join("in"), &lengths);
+        let run = |with: &str, out: &str| {
+            testing::run::<Pack>(with, vec![("data", input.clone())], &dir.path().join(out).join("out"), 1).unwrap();
+            rows(&dir.path().join(out))
+        };
+        let again = run("{ seq_len: 16, epochs: 3 }", "same");
+        let repacked = run("{ seq_len: 16, epochs: 3, repack_each_epoch: true }", "new");
+        for rows in [&again, &repacked] {
+            let per_epoch = rows.len() / 3;
+            for epoch in rows.chunks(per_epoch) {
+                let mut docs: Vec<i32> = epoch
+                    .iter()
+                    .flat_map(|[ids, _, _, seq_lens]| {
+                        let mut at = 0;
+                        seq_lens.iter().map(move |&l| {
+                            let d = ids[at] / 100;
+                            at += l as usize;
+                            d
+                        })
+                    })
+                    .collect();
+                docs.sort();
+                assert_eq!(docs, (0..60).collect::<Vec<_>>());
+            }
+        }
+        let compositions = |rows: &[[Vec<i32>; 4]]| {
+            let per_epoch = rows.len() / 3;
+            rows.chunks(per_epoch)
+                .map(|epoch| {
+                    let mut c: Vec<Vec<i32>> = epoch.iter().map(|r| r[0].clone()).collect();
+                    c.sort();
+                    c
+                })
+                .collect::<Vec<_>>()
+        };
+        let same = compositions(&again);
+        assert!(same[0] == same[1] && same[1] == same[2]);
+        let new = compositions(&repacked);
+        assert!(new[0] != new[1] && new[1] != new[2]);
     }
 
     #[test]

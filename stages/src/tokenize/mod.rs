@@ -1,8 +1,11 @@
 //! `tokenize`: token ids and a per-token loss mask derived from the conversation's roles.
 //!
-//! The mask comes from byte offsets: a token is trained when it starts inside the span of
-//! a turn whose role is in `train_on` (the span is the content and the end-of-turn token,
-//! see `template`). Turns are never tokenized separately, which would split tokens
+//! The mask comes from byte offsets: a token is trained when it starts inside a trained
+//! range of a turn whose role is in `train_on`. Of a trained turn, the content is always
+//! trained; of the template's own tokens, `template_tokens` says which are: by default
+//! the end-of-turn token `<|im_end|>` (the model must learn to stop) but neither the
+//! header `<|im_start|>role\n` nor the newline after `<|im_end|>`, which is TRL's
+//! assistant-only loss. Turns are never tokenized separately, which would split tokens
 //! differently at their boundaries than the model will see them.
 
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use crate::error::{Result, StageError};
 use crate::schema::standard;
 use crate::stage::{Accepts, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
 use crate::table::{Columns, build};
+use crate::template::Template;
 use crate::tokenizer_train::{self, tok_err};
 
 pub struct Tokenize;
@@ -30,24 +34,50 @@ pub enum Untrained {
     Drop,
 }
 
+/// Which of the template's own tokens in a trained turn carry loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplateTokens {
+    /// `<|im_start|>role\n`
+    pub header: bool,
+    /// `<|im_end|>`
+    pub end_of_turn: bool,
+    /// The newline after `<|im_end|>`.
+    pub separator: bool,
+}
+
+impl Default for TemplateTokens {
+    fn default() -> Self {
+        TemplateTokens { header: false, end_of_turn: true, separator: false }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
     /// Roles whose turns carry loss; the report's recipe masks system and user.
     pub train_on: Vec<String>,
+    pub template_tokens: TemplateTokens,
+    /// The template chat.format rendered with.
+    pub template: Template,
     pub untrained: Untrained,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params { train_on: vec!["assistant".into()], untrained: Untrained::Error }
+        Params {
+            train_on: vec!["assistant".into()],
+            template_tokens: TemplateTokens::default(),
+            template: Template::Chatml,
+            untrained: Untrained::Error,
+        }
     }
 }
 
 impl Stage for Tokenize {
     type Params = Params;
     const KIND: &'static str = "tokenize";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str = "token ids and a loss mask by role (train_on: [assistant])";
 
     fn inputs() -> &'static [InputDecl] {
@@ -98,7 +128,7 @@ impl Stage for Tokenize {
             let encoded: Vec<(Vec<i32>, Vec<bool>)> = (0..batch.num_rows())
                 .into_par_iter()
                 .map(|i| {
-                    let spans = trained_spans(&turns.value(i), &params.train_on)?;
+                    let spans = trained_spans(texts.value(i), &turns.value(i), params)?;
                     let enc = tokenizer.encode(texts.value(i), false).map_err(tok_err)?;
                     let ids: Vec<i32> = enc.get_ids().iter().map(|&t| t as i32).collect();
                     let mask: Vec<bool> = enc
@@ -154,8 +184,9 @@ impl Stage for Tokenize {
     }
 }
 
-/// The byte ranges of the turns whose role is trained.
-fn trained_spans(turns: &Arc<dyn Array>, train_on: &[String]) -> Result<Vec<(usize, usize)>> {
+/// The byte ranges trained in a conversation: of each turn whose role is trained, the
+/// content and the template tokens `template_tokens` names.
+fn trained_spans(text: &str, turns: &Arc<dyn Array>, params: &Params) -> Result<Vec<(usize, usize)>> {
     let turns = turns
         .as_any()
         .downcast_ref::<StructArray>()
@@ -167,10 +198,19 @@ fn trained_spans(turns: &Arc<dyn Array>, train_on: &[String]) -> Result<Vec<(usi
     let starts = starts.as_any().downcast_ref::<Int32Array>().expect("declared int32");
     let ends = cols("end").ok_or_else(|| StageError::Internal("turns has no end".into()))?;
     let ends = ends.as_any().downcast_ref::<Int32Array>().expect("declared int32");
-    Ok((0..turns.len())
-        .filter(|&i| train_on.iter().any(|r| r == roles.value(i)))
-        .map(|i| (starts.value(i) as usize, ends.value(i) as usize))
-        .collect())
+    let policy = params.template_tokens;
+    let mut spans = Vec::new();
+    for i in (0..turns.len()).filter(|&i| params.train_on.iter().any(|r| r == roles.value(i))) {
+        let parts = params.template.parts(text, roles.value(i), starts.value(i) as usize, ends.value(i) as usize);
+        let chosen = [
+            (policy.header, parts.header),
+            (true, parts.content),
+            (policy.end_of_turn, parts.end_of_turn),
+            (policy.separator, parts.separator),
+        ];
+        spans.extend(chosen.into_iter().filter(|(on, r)| *on && !r.is_empty()).map(|(_, r)| (r.start, r.end)));
+    }
+    Ok(spans)
 }
 
 #[cfg(test)]
@@ -269,6 +309,33 @@ mod tests {
             assert!(piece.chars().filter(char::is_ascii_digit).count() <= 1, "{piece}");
         }
         assert_eq!(report.metrics["trained_tokens"], trained.len());
+    }
+
+    #[test]
+    fn the_template_tokens_policy_chooses_header_end_and_separator() {
+        let dir = tempfile::tempdir().unwrap();
+        let conversation = vec![Message::new("user", "2 + 2?"), Message::new("assistant", "4")];
+        let run = |with: &str, out: &str| {
+            let inputs = inputs(dir.path(), std::slice::from_ref(&conversation));
+            testing::run::<Tokenize>(with, inputs, &dir.path().join(out), 0).unwrap();
+            let batches = testing::read(&dir.path().join(out).join("tokens"));
+            let cols = Columns::new(&batches[0]);
+            let ids = crate::table::list_i32(cols.lists("input_ids").unwrap(), 0).unwrap();
+            let mask = cols.lists("loss_mask").unwrap().value(0);
+            let mask = mask.as_any().downcast_ref::<arrow::array::BooleanArray>().unwrap().clone();
+            let trained: Vec<i32> = ids.iter().zip(mask.values().iter()).filter(|(_, m)| *m).map(|(t, _)| *t).collect();
+            decode(dir.path(), &trained)
+        };
+        assert_eq!(run("", "a"), "4<|im_end|>");
+        assert_eq!(run("{ template_tokens: { end_of_turn: false } }", "b"), "4");
+        assert_eq!(
+            run("{ template_tokens: { header: true, separator: true } }", "c"),
+            "<|im_start|>assistant\n4<|im_end|>\n"
+        );
+        assert_eq!(
+            run("{ train_on: [user, assistant], template_tokens: { header: true } }", "d"),
+            "<|im_start|>user\n2 + 2?<|im_end|><|im_start|>assistant\n4<|im_end|>"
+        );
     }
 
     #[test]

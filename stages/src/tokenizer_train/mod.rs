@@ -57,7 +57,7 @@ impl Default for Params {
 impl Stage for TokenizerTrain {
     type Params = Params;
     const KIND: &'static str = "tokenizer.train";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str = "train a byte-level BPE tokenizer (digits split singly, chat special tokens)";
 
     fn inputs() -> &'static [InputDecl] {
@@ -120,7 +120,6 @@ pub fn train(params: &Params, texts: &[String]) -> Result<Tokenizer> {
     tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
     let special: Vec<AddedToken> =
         params.template.special_tokens().iter().map(|t| AddedToken::from(*t, true)).collect();
-    // Added before training, so the trainer never sees their characters as text.
     tokenizer.add_special_tokens(special.clone()).map_err(tok_err)?;
     let mut trainer: TrainerWrapper = BpeTrainer::builder()
         .vocab_size(params.vocab_size)
@@ -130,8 +129,24 @@ pub fn train(params: &Params, texts: &[String]) -> Result<Tokenizer> {
         .show_progress(false)
         .build()
         .into();
-    tokenizer.train(&mut trainer, texts.iter()).map_err(tok_err)?;
+    // The trainer does not split added tokens out of its text (encoding does): feed it
+    // the pieces between them, or merges are spent on `<|`, `im_` and `end|>`.
+    let specials = params.template.special_tokens();
+    let pieces = texts.iter().flat_map(|t| between(t, specials)).filter(|p| !p.is_empty());
+    tokenizer.train(&mut trainer, pieces).map_err(tok_err)?;
     Ok(tokenizer)
+}
+
+/// The text between occurrences of any of `tokens`.
+fn between<'a>(text: &'a str, tokens: &[&str]) -> Vec<&'a str> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while let Some((at, token)) = tokens.iter().filter_map(|t| rest.find(t).map(|at| (at, t))).min() {
+        pieces.push(&rest[..at]);
+        rest = &rest[at + token.len()..];
+    }
+    pieces.push(rest);
+    pieces
 }
 
 pub fn save(tokenizer: &Tokenizer, dir: &Path) -> Result<()> {
@@ -153,6 +168,7 @@ pub(crate) fn tok_err(e: tokenizers::Error) -> StageError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::template::CHATML_SPECIAL_TOKENS;
 
     fn corpus() -> Vec<String> {
         (0..300)
@@ -186,6 +202,18 @@ mod tests {
         let text = "Ünïcödé ✓ 98";
         let enc = tok.encode(text, false).unwrap();
         assert_eq!(tok.decode(enc.get_ids(), false).unwrap(), text);
+    }
+
+    #[test]
+    fn no_merge_is_spent_on_the_special_tokens_text() {
+        let tok = train(&Params { vocab_size: 400, ..Params::default() }, &corpus()).unwrap();
+        let pieces: Vec<String> = tok
+            .get_vocab(true)
+            .into_keys()
+            .filter(|t| !CHATML_SPECIAL_TOKENS.contains(&t.as_str()) && (t.contains("<|") || t.contains("|>")))
+            .collect();
+        assert!(pieces.is_empty(), "{pieces:?}");
+        assert_eq!(between("a<|im_end|>\n<|im_start|>b", &CHATML_SPECIAL_TOKENS), ["a", "\n", "b"]);
     }
 
     #[test]
