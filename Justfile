@@ -16,10 +16,12 @@ test:
     python3 -c "import pyarrow, polars" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pyarrow polars
     cargo test --workspace
 
-# Benchmarks against baselines measured in the same run (installs the Python baselines;
-# CI does not run this).
+# Benchmarks against baselines measured in the same run (installs the Python baselines:
+# datasketch, and TRL's packing with datasets and transformers but without torch, which
+# packing does not use; CI does not run this).
 bench:
-    python3 -m pip install --quiet --disable-pip-version-check datasketch
+    python3 -m pip install --quiet --disable-pip-version-check datasketch datasets transformers
+    python3 -m pip install --quiet --disable-pip-version-check --no-deps trl
     cargo test --bench data
 
 # Formatting and lints, as CI would check them.

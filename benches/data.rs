@@ -4,10 +4,18 @@
 //!   the same parameters (256 permutations, word 5-grams, threshold 0.7) on the same
 //!   texts;
 //! - decontaminate: 100,000 training texts against 10,000 evaluation texts (13-grams),
-//!   against a straightforward Python set-of-n-grams implementation.
+//!   against a straightforward Python set-of-n-grams implementation;
+//! - pack: 1,000,000 sequences of log-normal lengths (median 148 tokens) into rows of
+//!   8192 by best-fit-decreasing, then the five columns the stage writes (ids, labels,
+//!   positions, padded to 8192; seq_lens; doc_ids), against TRL's
+//!   `pack_dataset(strategy="bfd")` on the same lengths (one map batch, so both pack
+//!   globally; TRL's rows hold the ids unpadded, less than kiln assembles); rows and
+//!   efficiency of each;
+//! - tokenize: the `tokenize` stage (Parquet in, ids and masks, Parquet out) against the
+//!   same tokenizer's `encode_batch` on the same texts with nothing else.
 //!
-//! Run with `just bench` (which installs datasketch); `cargo test --bench data` builds it
-//! with the dev profile the rest of kiln uses.
+//! Run with `just bench` (which installs datasketch and TRL); `cargo test --bench data`
+//! builds it with the dev profile the rest of kiln uses.
 
 use std::io::Write;
 use std::process::Command;
@@ -15,8 +23,16 @@ use std::time::Instant;
 
 use kiln_stages::decontaminate::find_overlaps;
 use kiln_stages::dedup::{Params, find_duplicates};
+use kiln_stages::pack::{Algorithm, Sequence, assemble_all, lower_bound, pack_lengths};
+use kiln_stages::template::{Message, Template};
+use kiln_stages::tokenize::Tokenize;
+use kiln_stages::{testing, tokenizer_train};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+// The allocator the kiln binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Texts of 30 to 60 words drawn from a 5,000-word vocabulary; every tenth is a near
 /// duplicate of another (two words changed), so overlaps are the planted ones.
@@ -104,9 +120,150 @@ fn write_lines(texts: &[String]) -> tempfile::NamedTempFile {
     file
 }
 
+const TRL_PACK: &str = r#"
+import sys, json, time
+import numpy as np, pyarrow as pa
+from datasets import Dataset
+from datasets.table import InMemoryTable
+from trl.data_utils import pack_dataset
+lengths = np.array(json.load(open(sys.argv[1])), dtype=np.int64)
+seq_len = 8192
+offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+ids = pa.LargeListArray.from_arrays(offsets, pa.array(np.arange(offsets[-1], dtype=np.int32) % 50000))
+ds = Dataset(InMemoryTable(pa.table({"input_ids": ids})))
+start = time.perf_counter()
+packed = pack_dataset(ds, seq_len, strategy="bfd", map_kwargs={"batch_size": len(ds)})
+seconds = time.perf_counter() - start
+print(len(packed))
+print(seconds)
+"#;
+
+/// Log-normal lengths (median e^mu), clamped to [1, cap].
+fn log_normal(n: usize, seed: u64, mu: f64, sigma: f64, cap: usize) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let (u, v): (f64, f64) = (rng.random_range(f64::EPSILON..1.0), rng.random());
+            let normal = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos();
+            ((mu + sigma * normal).exp() as usize).clamp(1, cap)
+        })
+        .collect()
+}
+
+fn bench_pack() {
+    let (n, seq_len) = (1_000_000, 8192);
+    let lengths = log_normal(n, 4, 5.0, 1.0, seq_len);
+    let total: usize = lengths.iter().sum();
+    let sequences: Vec<Sequence> = lengths
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| Sequence {
+            id: i as i64,
+            ids: (0..l as i32).map(|t| (t * 7 + i as i32) % 50_000).collect(),
+            mask: (0..l).map(|t| t % 3 > 0).collect(),
+        })
+        .collect();
+    // What the pack stage does between reading and writing: the padded rows' five
+    // columns (ids, labels, positions, seq_lens, doc_ids), chunk by chunk.
+    let start = Instant::now();
+    let rows = pack_lengths(&lengths, seq_len, Algorithm::BestFitDecreasing);
+    let mut assembled = 0;
+    assemble_all(&sequences, &rows, seq_len, 0, |columns, _| {
+        assembled += columns[0].len();
+        Ok(())
+    })
+    .expect("assembled");
+    let kiln = start.elapsed().as_secs_f64();
+    assert_eq!(assembled, rows.len());
+    let start = Instant::now();
+    pack_lengths(&lengths, seq_len, Algorithm::BestFitDecreasing);
+    let packing = start.elapsed().as_secs_f64();
+    let bound = lower_bound(&lengths, seq_len);
+    let efficiency = |rows: usize| 100.0 * total as f64 / (rows * seq_len) as f64;
+    let file = write_lines(&[serde_json::to_string(&lengths).expect("json")]);
+    let kiln_line = format!(
+        "kiln {kiln:.2} s (best-fit-decreasing {packing:.2} s, then the stage's padded columns), {} rows, {:.3}% efficient (lower bound {bound} rows)",
+        rows.len(),
+        efficiency(rows.len())
+    );
+    let script = TRL_PACK.replace("json.load(open(sys.argv[1]))", "json.loads(json.load(open(sys.argv[1])))");
+    match python(&script, file.path().to_str().expect("utf-8 path")) {
+        Some((trl_rows, base)) => println!(
+            "pack ({n} sequences, log-normal lengths, rows of {seq_len}, best-fit-decreasing): {kiln_line}; TRL pack_dataset {base:.2} s, {trl_rows} rows, {:.3}% efficient: {:.1}x faster",
+            efficiency(trl_rows),
+            base / kiln
+        ),
+        None => println!("pack: {kiln_line}; TRL baseline unavailable (pip install trl datasets transformers)"),
+    }
+}
+
+/// Conversations shaped like the math pipeline's: a system prompt, a question, a worked
+/// answer with numbers.
+fn conversations(n: usize, seed: u64) -> Vec<Vec<Message>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let words = ["apples", "the", "baker", "sells", "each", "of", "total", "how", "many", "left", "day", "cost"];
+    (0..n)
+        .map(|_| {
+            let mut say = |k: usize| {
+                (0..k)
+                    .map(|_| {
+                        if rng.random_bool(0.3) {
+                            rng.random_range(0..10_000).to_string()
+                        } else {
+                            words[rng.random_range(0..words.len())].to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let question = say(30);
+            let answer = say(80);
+            vec![
+                Message::new("system", "Please reason step by step."),
+                Message::new("user", &question),
+                Message::new("assistant", &answer),
+            ]
+        })
+        .collect()
+}
+
+fn bench_tokenize() {
+    let n = 100_000;
+    let chats = conversations(n, 5);
+    let texts: Vec<String> = chats.iter().map(|c| Template::Chatml.render(c).text).collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let params = tokenizer_train::Params { vocab_size: 2048, ..Default::default() };
+    let tokenizer = tokenizer_train::train(&params, &texts[..5000]).expect("trained");
+    std::fs::create_dir_all(dir.path().join("tok")).expect("dir");
+    tokenizer_train::save(&tokenizer, &dir.path().join("tok")).expect("saved");
+    let input = testing::chats(&dir.path().join("chats"), &chats);
+
+    let start = Instant::now();
+    let encoded = tokenizer.encode_batch(texts.clone(), false).expect("encoded");
+    let base = start.elapsed().as_secs_f64();
+    let tokens: usize = encoded.iter().map(|e| e.get_ids().len()).sum();
+    drop(encoded);
+
+    let inputs = vec![("data", input), ("tokenizer", testing::files(&dir.path().join("tok"), "tokenizer"))];
+    let start = Instant::now();
+    let report = testing::run::<Tokenize>("", inputs, &dir.path().join("out"), 0).expect("tokenized");
+    let kiln = start.elapsed().as_secs_f64();
+    assert_eq!(report.metrics["tokens"].as_u64(), Some(tokens as u64));
+    println!(
+        "tokenize ({n} conversations, {tokens} tokens): stage (Parquet in, ids + masks, Parquet out) {kiln:.2} s = {:.0} tokens/s; encode_batch alone {base:.2} s = {:.0} tokens/s: the stage runs at {:.0}% of encode_batch",
+        tokens as f64 / kiln,
+        tokens as f64 / base,
+        100.0 * base / kiln
+    );
+}
+
 fn main() {
     let threads = rayon::current_num_threads();
     println!("kiln data benchmarks ({threads} threads)");
+    if std::env::var_os("ONLY_PACK").is_none() {
+        bench_tokenize();
+    }
+    bench_pack();
 
     let n = 20_000;
     let docs = texts(n, 1);

@@ -17,8 +17,7 @@ pub mod schema;
 pub mod stage;
 pub mod table;
 pub mod template;
-#[cfg(test)]
-pub(crate) mod testing;
+pub mod testing;
 pub mod text;
 
 pub mod chat_format;

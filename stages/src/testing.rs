@@ -1,16 +1,20 @@
-//! Helpers for stage tests: write an input table, run a stage kind on it, read its
-//! outputs back.
+//! Helpers for stage tests and benchmarks: write an input table, run a stage kind on
+//! it, read its outputs back.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use arrow::array::{ArrayRef, RecordBatch};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::DataType;
 
 use crate::context::{NoProgress, Slot, StageContext};
 use crate::error::Result;
-use crate::schema::TableSchema;
+use crate::schema::{TableSchema, standard};
 use crate::stage::{Artifact, InputArtifacts, KindOf, Stage, StageKind, StageReport};
 use crate::table::{TableReader, TableWriter};
+use crate::template::{Message, Template};
 
 /// Writes `columns` (in the schema's order) as a table artifact in `dir`.
 pub fn write_table(dir: &Path, schema: &TableSchema, columns: Vec<ArrayRef>) -> Slot {
@@ -18,6 +22,40 @@ pub fn write_table(dir: &Path, schema: &TableSchema, columns: Vec<ArrayRef>) -> 
     writer.write_columns(columns).unwrap();
     writer.finish().unwrap();
     Slot { dir: dir.to_path_buf(), artifact: Artifact::Table(schema.clone()), origin: "test.input".into() }
+}
+
+/// Conversations as `chat.format` writes them (ChatML), ids from 0.
+pub fn chats(dir: &Path, conversations: &[Vec<Message>]) -> Slot {
+    use crate::table::build::{self, Value};
+    let rendered: Vec<_> = conversations.iter().map(|c| Template::Chatml.render(c)).collect();
+    let messages: Vec<Vec<Vec<Value>>> = conversations
+        .iter()
+        .map(|c| c.iter().map(|m| vec![Value::Str(m.role.clone()), Value::Str(m.content.clone())]).collect())
+        .collect();
+    let turns: Vec<Vec<Vec<Value>>> = rendered
+        .iter()
+        .map(|r| {
+            r.turns
+                .iter()
+                .map(|t| vec![Value::Str(t.role.into()), Value::I32(t.start as i32), Value::I32(t.end as i32)])
+                .collect()
+        })
+        .collect();
+    let n = conversations.len();
+    write_table(
+        dir,
+        standard::chats(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..n as i64)),
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n("f", n))),
+            build::list_struct(&[("role", DataType::Utf8), ("content", DataType::Utf8)], &messages),
+            Arc::new(StringArray::from_iter_values(rendered.iter().map(|r| r.text.as_str()))),
+            build::list_struct(
+                &[("role", DataType::Utf8), ("start", DataType::Int32), ("end", DataType::Int32)],
+                &turns,
+            ),
+        ],
+    )
 }
 
 /// A files artifact (`tokenizer`, `model`) in `dir`.

@@ -1,7 +1,8 @@
 //! Bin packing of sequence lengths into rows of a fixed capacity.
 //!
-//! Best-fit-decreasing keeps the rows' remaining capacities in an ordered set, so each
-//! placement is one O(log rows) lookup of the smallest remaining capacity that fits;
+//! Best-fit-decreasing keeps the rows' remaining capacities in a segment tree over the
+//! capacities 1..=seq_len, so each placement is one O(log seq_len) descent to the
+//! smallest remaining capacity that fits;
 //! first-fit-decreasing keeps them in a max segment tree and descends to the leftmost
 //! row that fits. Both sort once: O(n log n) overall.
 //!
@@ -13,7 +14,8 @@
 //! and fills each row's gap with them exactly (a bounded subset sum); the packing with
 //! fewer rows is kept.
 
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
 
 use serde::{Deserialize, Serialize};
 
@@ -54,15 +56,19 @@ pub fn pack_lengths(lengths: &[usize], capacity: usize, algorithm: Algorithm) ->
 
 fn best_fit(order: &[usize], lengths: &[usize], capacity: usize) -> Vec<Vec<usize>> {
     let mut rows: Vec<Vec<usize>> = Vec::new();
-    // (remaining capacity, row index)
-    let mut open: BTreeSet<(usize, usize)> = BTreeSet::new();
+    // The open rows by remaining capacity (smallest row index first), and a tree that
+    // finds the smallest remaining capacity at least some length.
+    let mut by_gap: Vec<BinaryHeap<Reverse<usize>>> = vec![BinaryHeap::new(); capacity + 1];
+    let mut gaps = GapTree::new(capacity);
     for &i in order {
         let len = lengths[i];
-        let fit = open.range((len, 0)..).next().copied();
-        let (remaining, row) = match fit {
-            Some(entry) => {
-                open.remove(&entry);
-                entry
+        let (remaining, row) = match gaps.smallest_at_least(len) {
+            Some(gap) => {
+                let Reverse(row) = by_gap[gap].pop().expect("the tree lists only non-empty gaps");
+                if by_gap[gap].is_empty() {
+                    gaps.set(gap, false);
+                }
+                (gap, row)
             }
             None => {
                 rows.push(Vec::new());
@@ -70,11 +76,50 @@ fn best_fit(order: &[usize], lengths: &[usize], capacity: usize) -> Vec<Vec<usiz
             }
         };
         rows[row].push(i);
-        if remaining - len > 0 {
-            open.insert((remaining - len, row));
+        let rest = remaining - len;
+        if rest > 0 {
+            if by_gap[rest].is_empty() {
+                gaps.set(rest, true);
+            }
+            by_gap[rest].push(Reverse(row));
         }
     }
     rows
+}
+
+/// Which remaining capacities 1..=capacity some open row has: leaf g holds g when one
+/// does, else 0; an inner node the maximum below it. The leftmost leaf holding at least
+/// `len` is the smallest capacity that fits, found in O(log capacity).
+struct GapTree {
+    size: usize,
+    max: Vec<usize>,
+}
+
+impl GapTree {
+    fn new(capacity: usize) -> Self {
+        let size = (capacity + 1).next_power_of_two();
+        GapTree { size, max: vec![0; 2 * size] }
+    }
+
+    fn set(&mut self, gap: usize, open: bool) {
+        let mut node = self.size + gap;
+        self.max[node] = if open { gap } else { 0 };
+        while node > 1 {
+            node /= 2;
+            self.max[node] = self.max[2 * node].max(self.max[2 * node + 1]);
+        }
+    }
+
+    fn smallest_at_least(&self, len: usize) -> Option<usize> {
+        if self.max[1] < len {
+            return None;
+        }
+        let mut node = 1;
+        while node < self.size {
+            node = if self.max[2 * node] >= len { 2 * node } else { 2 * node + 1 };
+        }
+        Some(node - self.size)
+    }
 }
 
 /// The fewest rows any packing can have: ceil(total tokens / capacity).

@@ -11,19 +11,24 @@
 
 mod bins;
 
-use arrow::array::ArrayRef;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int32Array, Int64Array, ListArray};
+use arrow::buffer::{OffsetBuffer, ScalarBuffer};
+use arrow::datatypes::Field;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-pub use bins::{Algorithm, pack_lengths};
+pub use bins::{Algorithm, lower_bound, pack_lengths};
 
 use crate::context::StageContext;
 use crate::error::{Result, StageError};
 use crate::schema::standard;
 use crate::stage::{Accepts, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
-use crate::table::{Columns, build};
+use crate::table::Columns;
 
 pub struct Pack;
 
@@ -75,10 +80,79 @@ impl Default for Params {
     }
 }
 
-struct Sequence {
-    id: i64,
-    ids: Vec<i32>,
-    mask: Vec<bool>,
+/// One tokenized sequence to pack.
+pub struct Sequence {
+    pub id: i64,
+    pub ids: Vec<i32>,
+    pub mask: Vec<bool>,
+}
+
+/// Tokens per written batch (1024 rows of 1024): buffers small enough for the allocator
+/// to reuse rather than map fresh pages for every batch.
+const CHUNK_TOKENS: usize = 1 << 20;
+
+/// Assembles the columns of all `rows`, batches of about `CHUNK_TOKENS` in parallel,
+/// handing them to `sink` in order (memory holds a few batches, whatever the row count).
+pub fn assemble_all(
+    sequences: &[Sequence],
+    rows: &[Vec<usize>],
+    seq_len: usize,
+    pad_id: i32,
+    mut sink: impl FnMut(Vec<ArrayRef>, &[Vec<usize>]) -> Result<()>,
+) -> Result<()> {
+    let chunk_rows = (CHUNK_TOKENS / seq_len).max(1);
+    let group = chunk_rows * rayon::current_num_threads().max(1);
+    for rows in rows.chunks(group) {
+        let batches: Vec<Vec<ArrayRef>> =
+            rows.par_chunks(chunk_rows).map(|chunk| assemble(sequences, chunk, seq_len, pad_id)).collect();
+        for (columns, chunk) in batches.into_iter().zip(rows.chunks(chunk_rows)) {
+            sink(columns, chunk)?;
+        }
+    }
+    Ok(())
+}
+
+/// The `packed` columns of some rows (indices into `sequences`), each row padded to
+/// `seq_len`: input_ids, labels, position_ids, seq_lens, doc_ids.
+pub fn assemble(sequences: &[Sequence], rows: &[Vec<usize>], seq_len: usize, pad_id: i32) -> Vec<ArrayRef> {
+    let mut input_ids = Vec::with_capacity(rows.len() * seq_len);
+    let mut labels = Vec::with_capacity(rows.len() * seq_len);
+    let mut positions = Vec::with_capacity(rows.len() * seq_len);
+    let mut seq_lens = Vec::new();
+    let mut doc_ids = Vec::new();
+    let mut doc_offsets = vec![0i32];
+    for row in rows {
+        for &s in row {
+            let seq = &sequences[s];
+            input_ids.extend_from_slice(&seq.ids);
+            // Labels are the tokens themselves (not shifted); the first of a document
+            // cannot be predicted from the previous one.
+            labels.extend(
+                seq.ids.iter().zip(&seq.mask).enumerate().map(|(i, (&t, &m))| if m && i > 0 { t } else { IGNORE }),
+            );
+            positions.extend(0..seq.ids.len() as i32);
+            seq_lens.push(seq.ids.len() as i32);
+            doc_ids.push(seq.id);
+        }
+        let pad = seq_len * doc_offsets.len() - input_ids.len();
+        input_ids.extend(std::iter::repeat_n(pad_id, pad));
+        labels.extend(std::iter::repeat_n(IGNORE, pad));
+        positions.extend(std::iter::repeat_n(0, pad));
+        doc_offsets.push(seq_lens.len() as i32);
+    }
+    let fixed = OffsetBuffer::from_lengths(std::iter::repeat_n(seq_len, rows.len()));
+    let list = |values: ArrayRef, offsets: OffsetBuffer<i32>| -> ArrayRef {
+        let field = Arc::new(Field::new("item", values.data_type().clone(), true));
+        Arc::new(ListArray::new(field, offsets, values, None))
+    };
+    let docs = OffsetBuffer::new(ScalarBuffer::from(doc_offsets));
+    vec![
+        list(Arc::new(Int32Array::from(input_ids)), fixed.clone()),
+        list(Arc::new(Int32Array::from(labels)), fixed.clone()),
+        list(Arc::new(Int32Array::from(positions)), fixed),
+        list(Arc::new(Int32Array::from(seq_lens)), docs.clone()),
+        list(Arc::new(Int64Array::from(doc_ids)), docs),
+    ]
 }
 
 impl Stage for Pack {
@@ -178,7 +252,7 @@ impl Stage for Pack {
             let seed = ctx.seed.wrapping_add(epoch as u64);
             let mut packed = if epoch > 0 && params.repack_each_epoch {
                 let mut order: Vec<usize> = (0..lengths.len()).collect();
-                order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_e90c));
+                order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_e90c));
                 let shuffled: Vec<usize> = order.iter().map(|&i| lengths[i]).collect();
                 let mut packed = pack_lengths(&shuffled, params.seq_len, params.algorithm);
                 packed.iter_mut().flatten().for_each(|i| *i = order[*i]);
@@ -195,40 +269,12 @@ impl Stage for Pack {
 
         let mut writer = ctx.write_table("packed")?;
         let real: usize = lengths.iter().sum::<usize>() * params.epochs;
-        for chunk in rows.chunks(1024) {
-            let mut cols: [Vec<Vec<i32>>; 4] = Default::default();
-            let mut doc_ids: Vec<Vec<i64>> = Vec::with_capacity(chunk.len());
-            for row in chunk {
-                let mut input_ids = Vec::with_capacity(params.seq_len);
-                let mut labels = Vec::with_capacity(params.seq_len);
-                let mut positions = Vec::with_capacity(params.seq_len);
-                let mut seq_lens = Vec::with_capacity(row.len());
-                let mut docs = Vec::with_capacity(row.len());
-                for &s in row {
-                    let seq = &sequences[s];
-                    for (i, (&t, &m)) in seq.ids.iter().zip(&seq.mask).enumerate() {
-                        input_ids.push(t);
-                        labels.push(if m && i > 0 { t } else { IGNORE });
-                        positions.push(i as i32);
-                    }
-                    seq_lens.push(seq.ids.len() as i32);
-                    docs.push(seq.id);
-                }
-                let pad = params.seq_len - input_ids.len();
-                input_ids.extend(std::iter::repeat_n(params.pad_id, pad));
-                labels.extend(std::iter::repeat_n(IGNORE, pad));
-                positions.extend(std::iter::repeat_n(0, pad));
-                for (col, v) in cols.iter_mut().zip([input_ids, labels, positions, seq_lens]) {
-                    col.push(v);
-                }
-                doc_ids.push(docs);
-                ctx.progress().advance(row.len() as u64);
-            }
-            let mut columns: Vec<ArrayRef> =
-                cols.iter().map(|c| build::list_i32(c.iter().map(Vec::as_slice))).collect();
-            columns.push(build::list_i64(doc_ids.iter().map(Vec::as_slice)));
+        let progress = ctx.progress();
+        assemble_all(&sequences, &rows, params.seq_len, params.pad_id, |columns, chunk| {
             writer.write_columns(columns)?;
-        }
+            progress.advance(chunk.iter().map(Vec::len).sum::<usize>() as u64);
+            Ok(())
+        })?;
         writer.finish()?;
 
         let capacity = rows.len() * params.seq_len;
@@ -272,8 +318,8 @@ mod tests {
             standard::tokens(),
             vec![
                 Arc::new(Int64Array::from_iter_values(0..lengths.len() as i64)),
-                build::list_i32(ids.iter().map(Vec::as_slice)),
-                build::list_bool(masks.iter().map(Vec::as_slice)),
+                crate::table::build::list_i32(ids.iter().map(Vec::as_slice)),
+                crate::table::build::list_bool(masks.iter().map(Vec::as_slice)),
                 Arc::new(Int32Array::from_iter_values(lengths.iter().map(|&n| n as i32))),
                 Arc::new(Int32Array::from_iter_values(masks.iter().map(|m| m.iter().filter(|&&x| x).count() as i32))),
             ],

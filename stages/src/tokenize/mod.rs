@@ -216,16 +216,12 @@ fn trained_spans(text: &str, turns: &Arc<dyn Array>, params: &Params) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::standard;
     use crate::template::{Message, Template};
     use crate::testing;
-    use arrow::array::StringArray;
-    use arrow::datatypes::DataType;
 
     /// Writes conversations as chat.format would, and a tokenizer trained on them.
     fn inputs(dir: &std::path::Path, conversations: &[Vec<Message>]) -> Vec<(&'static str, crate::context::Slot)> {
-        let rendered: Vec<_> = conversations.iter().map(|c| Template::Chatml.render(c)).collect();
-        let texts: Vec<String> = rendered.iter().map(|r| r.text.clone()).collect();
+        let texts: Vec<String> = conversations.iter().map(|c| Template::Chatml.render(c).text).collect();
         let tokenizer = tokenizer_train::train(
             &tokenizer_train::Params { vocab_size: 320, ..Default::default() },
             &texts.iter().cycle().take(200).cloned().collect::<Vec<_>>(),
@@ -233,35 +229,7 @@ mod tests {
         .unwrap();
         std::fs::create_dir_all(dir.join("tok")).unwrap();
         tokenizer_train::save(&tokenizer, &dir.join("tok")).unwrap();
-        use crate::table::build::Value;
-        let messages: Vec<Vec<Vec<Value>>> = conversations
-            .iter()
-            .map(|c| c.iter().map(|m| vec![Value::Str(m.role.clone()), Value::Str(m.content.clone())]).collect())
-            .collect();
-        let turns: Vec<Vec<Vec<Value>>> = rendered
-            .iter()
-            .map(|r| {
-                r.turns
-                    .iter()
-                    .map(|t| vec![Value::Str(t.role.into()), Value::I32(t.start as i32), Value::I32(t.end as i32)])
-                    .collect()
-            })
-            .collect();
-        let n = conversations.len();
-        let chats = testing::write_table(
-            &dir.join("chats"),
-            standard::chats(),
-            vec![
-                Arc::new(Int64Array::from_iter_values(0..n as i64)),
-                Arc::new(StringArray::from_iter_values(std::iter::repeat_n("f", n))),
-                build::list_struct(&[("role", DataType::Utf8), ("content", DataType::Utf8)], &messages),
-                Arc::new(StringArray::from_iter_values(&texts)),
-                build::list_struct(
-                    &[("role", DataType::Utf8), ("start", DataType::Int32), ("end", DataType::Int32)],
-                    &turns,
-                ),
-            ],
-        );
+        let chats = testing::chats(&dir.join("chats"), conversations);
         vec![("data", chats), ("tokenizer", testing::files(&dir.join("tok"), "tokenizer"))]
     }
 
