@@ -355,9 +355,22 @@ mod tests {
         for _ in 0..20 {
             let capacity = rng.random_range(8..200);
             let lengths: Vec<usize> = (0..rng.random_range(0..300)).map(|_| rng.random_range(1..=capacity)).collect();
+            let mut order: Vec<usize> = (0..lengths.len()).collect();
+            order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+            let plain = best_fit(&order, &lengths, capacity).len();
             for alg in [Algorithm::BestFitDecreasing, Algorithm::FirstFitDecreasing, Algorithm::Greedy] {
-                check(&pack_lengths(&lengths, capacity, alg), &lengths, capacity);
+                let rows = pack_lengths(&lengths, capacity, alg);
+                check(&rows, &lengths, capacity);
+                assert!(rows.len() >= lower_bound(&lengths, capacity));
+                if alg == Algorithm::BestFitDecreasing {
+                    assert!(rows.len() <= plain, "the exact completion is kept only when it is tighter");
+                }
             }
+            // every row but one is more than half full under a decreasing fit
+            let rows = pack_lengths(&lengths, capacity, Algorithm::FirstFitDecreasing);
+            let half_empty =
+                rows.iter().filter(|r| 2 * r.iter().map(|&i| lengths[i]).sum::<usize>() <= capacity).count();
+            assert!(half_empty <= 1, "{half_empty} rows at most half full");
         }
     }
 
