@@ -23,6 +23,7 @@ bench:
     python3 -m pip install --quiet --disable-pip-version-check datasketch datasets transformers
     python3 -m pip install --quiet --disable-pip-version-check --no-deps trl
     cargo test --bench data
+    cargo test --bench kernels
 
 # Formatting and lints, as CI would check them.
 lint:
