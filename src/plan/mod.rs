@@ -7,7 +7,7 @@ pub mod key;
 
 use std::collections::{BTreeMap, HashMap};
 
-use kiln_stages::stage::{Artifact, ConfiguredStage, InputArtifacts, InputDecl, OutputDecl, StageKind};
+use kiln_stages::stage::{Artifact, ConfiguredStage, InputArtifacts, InputDecl, OutputDecl, StageKind, declaration};
 use kiln_stages::{Registry, StageError};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, suggestion};
@@ -208,12 +208,7 @@ fn plan_stage(
     for (input, span) in &inputs {
         let upstream = planned[input.stage].as_ref().expect("bound inputs are planned");
         let artifact = &upstream.outputs.iter().find(|o| o.name == input.output).expect("bound").artifact;
-        let decl = kind
-            .inputs()
-            .iter()
-            .find(|d| d.name == input.name)
-            .or_else(|| kind.inputs().iter().find(|d| d.binds(&input.name)))
-            .expect("bound inputs are declared");
+        let decl = declaration(kind.inputs(), &input.name).expect("bound inputs are declared");
         if let Err(why) = decl.accepts.check(artifact) {
             errors.push(Diagnostic::new(
                 format!(
@@ -415,10 +410,7 @@ fn bind_inputs(
         },
         From::Map(entries) => {
             for (key, r) in entries {
-                // A plain name binds before a pattern that would also match the key.
-                let decl =
-                    decls.iter().find(|d| d.name == key.name).or_else(|| decls.iter().find(|d| d.binds(&key.name)));
-                match decl {
+                match declaration(decls, &key.name) {
                     Some(d) => pairs.push((key.name.clone(), r, d)),
                     None => errors.push(Diagnostic::new(
                         format!(

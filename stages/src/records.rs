@@ -6,6 +6,40 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StageError};
 use crate::schema::{Column, ColumnType, TableSchema};
+use crate::stage::{ExternalFile, OutputDecl, StageReport};
+
+/// The parameters of a file source (`source.jsonl`, `source.parquet`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceParams {
+    /// The file, relative to the current directory.
+    pub path: String,
+    /// Output column -> field of each record (a JSON key, dotted to reach into nested
+    /// objects; a Parquet column, cast to text).
+    pub fields: IndexMap<String, String>,
+    pub on_bad_record: OnBadRecord,
+    /// Read only the first N records (0: all).
+    pub limit: u64,
+}
+
+impl SourceParams {
+    pub fn check(&self) -> Result<()> {
+        if self.path.is_empty() {
+            return Err(StageError::param("path", "give the file to read (`--set stage.with.path=...`)"));
+        }
+        check_fields(&self.fields)
+    }
+
+    /// The one output, `records`.
+    pub fn outputs(&self) -> Vec<OutputDecl> {
+        vec![OutputDecl::table("records", &schema(&self.fields))]
+    }
+
+    /// The file, whose content digest is part of the key.
+    pub fn external_files(&self) -> Vec<ExternalFile> {
+        vec![ExternalFile { param: "path".into(), path: self.path.clone().into() }]
+    }
+}
 
 /// What to do with a malformed record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -37,7 +71,7 @@ pub fn schema(fields: &IndexMap<String, String>) -> TableSchema {
 }
 
 /// Checks a field mapping: at least one field, no column named `id`, plain names.
-pub fn check_fields(fields: &IndexMap<String, String>) -> Result<()> {
+fn check_fields(fields: &IndexMap<String, String>) -> Result<()> {
     if fields.is_empty() {
         return Err(StageError::param("fields", "map at least one column, e.g. `fields: { question: question }`"));
     }
@@ -72,5 +106,14 @@ impl Skipped {
                 Ok(())
             }
         }
+    }
+
+    /// A source's report: records read and skipped, the first reasons.
+    pub fn report(&self, read: u64) -> StageReport {
+        StageReport::default()
+            .metric("records", read)
+            .metric("skipped", self.count)
+            .metric("skipped_examples", &self.examples)
+            .summary(format!("{read} records, {} skipped", self.count))
     }
 }

@@ -61,6 +61,12 @@ impl InputDecl {
     }
 }
 
+/// The declaration an input key binds to: a plain name before a pattern that would
+/// also match it.
+pub fn declaration<'a>(decls: &'a [InputDecl], key: &str) -> Option<&'a InputDecl> {
+    decls.iter().find(|d| d.name == key).or_else(|| decls.iter().find(|d| d.binds(key)))
+}
+
 /// What an input accepts.
 #[derive(Debug)]
 pub enum Accepts {

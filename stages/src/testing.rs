@@ -24,6 +24,25 @@ pub fn write_table(dir: &Path, schema: &TableSchema, columns: Vec<ArrayRef>) -> 
     Slot { dir: dir.to_path_buf(), artifact: Artifact::Table(schema.clone()), origin: "test.input".into() }
 }
 
+/// A `problems` table of (id, family, question, solution, answer) rows.
+pub fn problems(dir: &Path, rows: &[(i64, &str, &str, &str, &str)]) -> Slot {
+    type Row<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
+    let text = |pick: for<'r> fn(&Row<'r>) -> &'r str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(rows.iter().map(pick)))
+    };
+    write_table(
+        dir,
+        standard::problems(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            text(|r| r.1),
+            text(|r| r.2),
+            text(|r| r.3),
+            text(|r| r.4),
+        ],
+    )
+}
+
 /// Conversations as `chat.format` writes them (ChatML), ids from 0.
 pub fn chats(dir: &Path, conversations: &[Vec<Message>]) -> Slot {
     use crate::table::build::{self, Value};

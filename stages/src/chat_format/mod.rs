@@ -147,16 +147,9 @@ mod tests {
     use crate::testing;
 
     fn problems(dir: &std::path::Path) -> crate::context::Slot {
-        testing::write_table(
+        testing::problems(
             dir,
-            standard::problems(),
-            vec![
-                Arc::new(Int64Array::from(vec![7, 8])),
-                Arc::new(StringArray::from(vec!["add", "sub"])),
-                Arc::new(StringArray::from(vec!["What is 2 + 2?", "Ünïcode 5 - 3?"])),
-                Arc::new(StringArray::from(vec!["2+2=<<2+2=4>>4\n#### 4", "#### 2"])),
-                Arc::new(StringArray::from(vec!["4", "2"])),
-            ],
+            &[(7, "add", "What is 2 + 2?", "2+2=<<2+2=4>>4\n#### 4", "4"), (8, "sub", "Ünïcode 5 - 3?", "#### 2", "2")],
         )
     }
 

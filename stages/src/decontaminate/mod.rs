@@ -11,13 +11,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Int64Array, StringArray};
-use arrow::compute::filter_record_batch;
+use arrow::array::{ArrayRef, Int64Array, StringArray};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::context::StageContext;
-use crate::dedup::{check_text_columns, ids_and_texts};
+use crate::dedup::{check_text_columns, ids_and_texts, write_kept};
 use crate::error::{Result, StageError};
 use crate::schema::standard;
 use crate::stage::{Accepts, Artifact, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
@@ -104,18 +103,7 @@ impl Stage for Decontaminate {
         let hits = find_overlaps(&texts, &eval_texts, params.ngram);
         ctx.progress().advance(texts.len() as u64);
 
-        let mut dropped = vec![false; ids.len()];
-        for h in &hits {
-            dropped[h.row] = true;
-        }
-        let mut writer = ctx.write_table("kept")?;
-        let mut at = 0;
-        for batch in &batches {
-            let keep: BooleanArray = (at..at + batch.num_rows()).map(|i| Some(!dropped[i])).collect();
-            writer.write(&filter_record_batch(batch, &keep)?)?;
-            at += batch.num_rows();
-        }
-        let kept = writer.finish()?;
+        let kept = write_kept(ctx, &batches, hits.iter().map(|h| h.row))?;
         let mut out = ctx.write_table("dropped")?;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(hits.iter().map(|h| ids[h.row]))),
@@ -197,26 +185,15 @@ mod tests {
         use crate::table::Columns;
         use crate::testing;
         let dir = tempfile::tempdir().unwrap();
-        let table = |name: &str, ids: Vec<i64>, questions: Vec<&str>| {
-            let n = ids.len();
-            let text = |t: &str| Arc::new(StringArray::from_iter_values(std::iter::repeat_n(t, n))) as ArrayRef;
-            testing::write_table(
-                &dir.path().join(name),
-                standard::problems(),
-                vec![
-                    Arc::new(Int64Array::from(ids)),
-                    text("word"),
-                    Arc::new(StringArray::from_iter_values(questions)),
-                    text("s"),
-                    text("1"),
-                ],
-            )
+        let table = |name: &str, rows: &[(i64, &str)]| {
+            let rows: Vec<_> = rows.iter().map(|&(id, q)| (id, "word", q, "s", "1")).collect();
+            testing::problems(&dir.path().join(name), &rows)
         };
         let a = "one two three four five six seven eight nine ten eleven twelve thirteen";
         let b = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu";
-        let data = table("data", vec![1, 2, 3], vec![a, "nothing shared here", b]);
-        let gsm = table("gsm", vec![10], vec![a]);
-        let math = table("math", vec![20], vec![b]);
+        let data = table("data", &[(1, a), (2, "nothing shared here"), (3, b)]);
+        let gsm = table("gsm", &[(10, a)]);
+        let math = table("math", &[(20, b)]);
         let with = "{ columns: [question], eval_columns: [question] }";
         let inputs = vec![("data", data), ("eval_gsm8k", gsm), ("eval_math", math)];
         let report = testing::run::<Decontaminate>(with, inputs, &dir.path().join("out"), 0).unwrap();

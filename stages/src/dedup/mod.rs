@@ -107,18 +107,7 @@ impl Stage for Dedup {
         let removals = find_duplicates(&ids, &texts, params, ctx.seed);
         ctx.progress().advance(texts.len() as u64);
 
-        let mut removed = vec![false; ids.len()];
-        for r in &removals {
-            removed[r.row] = true;
-        }
-        let mut writer = ctx.write_table("kept")?;
-        let mut at = 0;
-        for batch in &batches {
-            let keep: BooleanArray = (at..at + batch.num_rows()).map(|i| Some(!removed[i])).collect();
-            writer.write(&filter_record_batch(batch, &keep)?)?;
-            at += batch.num_rows();
-        }
-        let kept = writer.finish()?;
+        let kept = write_kept(ctx, &batches, removals.iter().map(|r| r.row))?;
         let mut dups = ctx.write_table("duplicates")?;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(removals.iter().map(|r| ids[r.row]))),
@@ -153,6 +142,27 @@ pub fn check_text_columns(columns: &[String], schema: &crate::schema::TableSchem
         }
     }
     Ok(())
+}
+
+/// Writes the rows of `batches` but those at `removed` (row numbers across the batches)
+/// to the output `kept`; returns how many it wrote.
+pub fn write_kept(
+    ctx: &StageContext,
+    batches: &[RecordBatch],
+    removed: impl IntoIterator<Item = usize>,
+) -> Result<usize> {
+    let mut dropped = vec![false; batches.iter().map(RecordBatch::num_rows).sum()];
+    for row in removed {
+        dropped[row] = true;
+    }
+    let mut writer = ctx.write_table("kept")?;
+    let mut at = 0;
+    for batch in batches {
+        let keep: BooleanArray = (at..at + batch.num_rows()).map(|i| Some(!dropped[i])).collect();
+        writer.write(&filter_record_batch(batch, &keep)?)?;
+        at += batch.num_rows();
+    }
+    writer.finish()
 }
 
 /// Ids and the compared text (columns joined by newlines) of every row, in order.

@@ -171,25 +171,15 @@ mod tests {
     use crate::schema::standard;
     use crate::table::Columns;
     use crate::testing;
-    use arrow::array::{Int64Array, StringArray};
-    use std::sync::Arc;
 
     fn problems(dir: &std::path::Path, family: &str, n: i64) -> crate::context::Slot {
-        let ids: Vec<i64> = (0..n).collect();
-        let text = |p: &str| -> Arc<StringArray> {
-            Arc::new(StringArray::from_iter_values(ids.iter().map(|i| format!("{p}{i}"))))
-        };
-        testing::write_table(
-            dir,
-            standard::problems(),
-            vec![
-                Arc::new(Int64Array::from(ids.clone())),
-                Arc::new(StringArray::from_iter_values(ids.iter().map(|_| family))),
-                text("q"),
-                text("s"),
-                text("a"),
-            ],
-        )
+        let texts: Vec<[String; 3]> = (0..n).map(|i| [format!("q{i}"), format!("s{i}"), format!("a{i}")]).collect();
+        let rows: Vec<_> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, [q, s, a])| (i as i64, family, q.as_str(), s.as_str(), a.as_str()))
+            .collect();
+        testing::problems(dir, &rows)
     }
 
     #[test]

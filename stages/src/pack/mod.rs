@@ -279,7 +279,7 @@ impl Stage for Pack {
 
         let capacity = rows.len() * params.seq_len;
         let efficiency = real as f64 / capacity.max(1) as f64;
-        let lower_bound = (real / params.epochs).div_ceil(params.seq_len) * params.epochs;
+        let lower_bound = bins::lower_bound(&lengths, params.seq_len) * params.epochs;
         Ok(StageReport::default()
             .metric("sequences", sequences.len())
             .metric("rows", rows.len())

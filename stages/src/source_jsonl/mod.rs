@@ -8,26 +8,15 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, StringArray};
 use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
 
 use crate::context::StageContext;
 use crate::error::{Result, StageError};
-use crate::records::{self, OnBadRecord, Skipped};
+use crate::records::{Skipped, SourceParams};
 use crate::stage::{ExternalFile, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
 
 pub struct SourceJsonl;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Params {
-    /// The file, relative to the current directory.
-    pub path: String,
-    /// Output column -> field of each record.
-    pub fields: IndexMap<String, String>,
-    pub on_bad_record: OnBadRecord,
-    /// Read only the first N records (0: all).
-    pub limit: u64,
-}
+pub type Params = SourceParams;
 
 const BATCH: usize = 8192;
 
@@ -42,18 +31,15 @@ impl Stage for SourceJsonl {
     }
 
     fn check(params: &Params) -> Result<()> {
-        if params.path.is_empty() {
-            return Err(StageError::param("path", "give the file to read (`--set stage.with.path=...`)"));
-        }
-        records::check_fields(&params.fields)
+        params.check()
     }
 
     fn outputs(params: &Params, _: &InputArtifacts) -> Result<Vec<OutputDecl>> {
-        Ok(vec![OutputDecl::table("records", &records::schema(&params.fields))])
+        Ok(params.outputs())
     }
 
     fn external_files(params: &Params) -> Vec<ExternalFile> {
-        vec![ExternalFile { param: "path".into(), path: params.path.clone().into() }]
+        params.external_files()
     }
 
     fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
@@ -99,11 +85,7 @@ impl Stage for SourceJsonl {
             flush(&mut ids, &mut columns, &mut writer)?;
         }
         writer.finish()?;
-        Ok(StageReport::default()
-            .metric("records", read)
-            .metric("skipped", skipped.count)
-            .metric("skipped_examples", &skipped.examples)
-            .summary(format!("{read} records, {} skipped", skipped.count)))
+        Ok(skipped.report(read))
     }
 }
 

@@ -8,28 +8,16 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, Int64Array, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
-use indexmap::IndexMap;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use serde::{Deserialize, Serialize};
 
 use crate::context::StageContext;
 use crate::error::{Result, StageError};
-use crate::records::{self, OnBadRecord, Skipped};
+use crate::records::{Skipped, SourceParams};
 use crate::stage::{ExternalFile, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
 
 pub struct SourceParquet;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Params {
-    /// The file, relative to the current directory.
-    pub path: String,
-    /// Output column -> column of the file (cast to string).
-    pub fields: IndexMap<String, String>,
-    pub on_bad_record: OnBadRecord,
-    /// Read only the first N records (0: all).
-    pub limit: u64,
-}
+pub type Params = SourceParams;
 
 impl Stage for SourceParquet {
     type Params = Params;
@@ -42,18 +30,15 @@ impl Stage for SourceParquet {
     }
 
     fn check(params: &Params) -> Result<()> {
-        if params.path.is_empty() {
-            return Err(StageError::param("path", "give the file to read (`--set stage.with.path=...`)"));
-        }
-        records::check_fields(&params.fields)
+        params.check()
     }
 
     fn outputs(params: &Params, _: &InputArtifacts) -> Result<Vec<OutputDecl>> {
-        Ok(vec![OutputDecl::table("records", &records::schema(&params.fields))])
+        Ok(params.outputs())
     }
 
     fn external_files(params: &Params) -> Vec<ExternalFile> {
-        vec![ExternalFile { param: "path".into(), path: params.path.clone().into() }]
+        params.external_files()
     }
 
     fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
@@ -115,11 +100,7 @@ impl Stage for SourceParquet {
             }
         }
         writer.finish()?;
-        Ok(StageReport::default()
-            .metric("records", read)
-            .metric("skipped", skipped.count)
-            .metric("skipped_examples", &skipped.examples)
-            .summary(format!("{read} records, {} skipped", skipped.count)))
+        Ok(skipped.report(read))
     }
 }
 

@@ -86,19 +86,15 @@ mod tests {
     use crate::schema::standard;
     use crate::table::Columns;
     use crate::testing;
-    use arrow::array::{Int64Array, StringArray};
-    use std::sync::Arc;
 
     fn problems(dir: &std::path::Path) -> crate::context::Slot {
-        testing::write_table(
+        testing::problems(
             dir,
-            standard::problems(),
-            vec![
-                Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
-                Arc::new(StringArray::from(vec!["add", "mul", "add", "sub"])),
-                Arc::new(StringArray::from(vec!["q1", "q2", "q3", "q4"])),
-                Arc::new(StringArray::from(vec!["s1", "s2", "s3", "s4"])),
-                Arc::new(StringArray::from(vec!["1", "2", "3", "4"])),
+            &[
+                (1, "add", "q1", "s1", "1"),
+                (2, "mul", "q2", "s2", "2"),
+                (3, "add", "q3", "s3", "3"),
+                (4, "sub", "q4", "s4", "4"),
             ],
         )
     }
