@@ -26,7 +26,12 @@ impl Stage for KeepFamilies {
     const ABOUT: &'static str = "keep the rows of the named families";
 
     fn inputs() -> &'static [InputDecl] {
-        &[InputDecl { name: "data", accepts: Accepts::Table(&[("family", "string")]), about: "problems" }]
+        &[InputDecl {
+            name: "data",
+            accepts: Accepts::Table(&[("family", "string")]),
+            about: "problems",
+            optional: false,
+        }]
     }
 
     fn check(params: &Params) -> kiln_stages::Result<()> {

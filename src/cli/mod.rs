@@ -370,6 +370,7 @@ fn describe_stages(registry: &Registry) -> String {
             let name = match input.prefix() {
                 Some("") => "(any names)".to_string(),
                 Some(prefix) => format!("{prefix}, {prefix}_… (one or more)"),
+                None if input.optional => format!("{} (optional)", input.name),
                 None => input.name.to_string(),
             };
             out.push_str(&format!("  input {name}: {accepts} — {}\n", input.about));

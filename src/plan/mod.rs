@@ -424,7 +424,7 @@ fn bind_inputs(
                 }
             }
             for d in decls {
-                if !pairs.iter().any(|(_, _, bound)| std::ptr::eq(*bound, d)) {
+                if !d.optional && !pairs.iter().any(|(_, _, bound)| std::ptr::eq(*bound, d)) {
                     errors.push(Diagnostic::new(
                         format!(
                             "stage `{}` ({}) is missing its input `{}` ({})",

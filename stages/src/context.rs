@@ -72,6 +72,11 @@ impl<'a> StageContext<'a> {
         self.inputs.keys().cloned().collect()
     }
 
+    /// Whether an (optional) input is bound.
+    pub fn has_input(&self, name: &str) -> bool {
+        self.inputs.contains_key(name)
+    }
+
     pub fn input(&self, name: &str) -> Result<&Slot> {
         self.inputs.get(name).ok_or_else(|| StageError::Internal(format!("stage has no input `{name}` bound")))
     }

@@ -44,6 +44,8 @@ pub struct InputDecl {
     pub name: &'static str,
     pub accepts: Accepts,
     pub about: &'static str,
+    /// The stage runs without it (`from:` may leave it out).
+    pub optional: bool,
 }
 
 impl InputDecl {

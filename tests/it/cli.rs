@@ -91,3 +91,25 @@ fn stages_lists_every_kind_with_its_parameters() {
     }
     assert!(text.contains("seq_len: 1024") && text.contains("warmup_ratio: 0.03"), "{text}");
 }
+
+/// The full-scale recipe plans anywhere once its model folder exists (the files are only
+/// looked for at plan time); the two-stage recipe binds one train stage's model to the
+/// next one's `init`.
+#[test]
+fn the_recipes_plan() {
+    let work = Workdir::new();
+    let model = work.path().join("Qwen2-7B");
+    std::fs::create_dir_all(&model).unwrap();
+    for file in ["tokenizer.json", "config.json", "model.safetensors"] {
+        std::fs::write(model.join(file), "{}").unwrap();
+    }
+    let tokenizer = format!("base_tokenizer.with.path={}", model.join("tokenizer.json").display());
+    let init = format!("sft.with.init={}", model.display());
+    let plan = work.ok(&["plan", "pipelines/math-qwen-7b.yaml", "--set", &tokenizer, "--set", &init]);
+    assert!(plan.lines().any(|l| l.starts_with("sft ") && l.contains("will run")), "{plan}");
+
+    let plan = work.ok(&["plan", "pipelines/math-sft-two-stage.yaml"]);
+    let stages: Vec<&str> = plan.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    let at = |name: &str| stages.iter().position(|s| *s == name).unwrap_or_else(|| panic!("{name}: {plan}"));
+    assert!(at("sft") < at("sft_hard") && at("sft_hard") < at("eval"), "{plan}");
+}

@@ -215,6 +215,58 @@ fn a_killed_stage_leaves_no_entry_and_the_next_run_resumes() {
     expect(&work, &expected);
 }
 
+/// Training killed after a checkpoint resumes from it, and the entries it leaves equal,
+/// byte for byte, those of a run never interrupted.
+#[test]
+fn killed_training_resumes_from_its_checkpoint_with_identical_bytes() {
+    let sets = ["--set", "sft.with.steps=400", "--set", "sft.with.checkpoint_every=40"];
+    let work = Workdir::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(super::repo())
+        .args(["run", SMOKE, "--until", "sft"])
+        .args(sets)
+        .arg("--workdir")
+        .arg(work.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let checkpoint = loop {
+        let found = std::fs::read_dir(work.store().join("scratch"))
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().path().join("checkpoints/latest"))
+            .find(|p| p.is_file());
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first checkpoint");
+        assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint was written");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(checkpoint.is_file(), "the checkpoint outlives the killed run");
+    let mut args = vec!["run", SMOKE, "--until", "sft"];
+    args.extend(sets);
+    work.ok(&args);
+    let sft = &work.last_manifest()["stages"][6];
+    assert_eq!(sft["status"], "ran");
+    let resumed = sft["metrics"]["resumed_at_step"].as_u64().expect("training resumed");
+    assert!(resumed >= 40 && resumed.is_multiple_of(40), "{resumed}");
+    assert!(!checkpoint.exists(), "the scratch folder goes once the entry is committed");
+
+    let whole = Workdir::new();
+    whole.ok(&args);
+    assert!(whole.last_manifest()["stages"][6]["metrics"].get("resumed_at_step").is_none());
+    let (x, y) = (artifacts(&work.store()), artifacts(&whole.store()));
+    assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>());
+    for (file, bytes) in &x {
+        assert!(bytes == &y[file], "{file} differs after resuming");
+    }
+}
+
 /// Two runs of one pipeline at once in one store: the lock per key lets one compute each
 /// entry while the other waits and then finds it cached.
 #[test]

@@ -67,6 +67,7 @@ impl Stage for ChatFormat {
             name: "data",
             accepts: Accepts::Table(&[("id", "int64"), ("family", "string")]),
             about: "items with the user and assistant columns named by the parameters",
+            optional: false,
         }]
     }
 

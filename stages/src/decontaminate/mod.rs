@@ -57,8 +57,18 @@ impl Stage for Decontaminate {
 
     fn inputs() -> &'static [InputDecl] {
         &[
-            InputDecl { name: "data", accepts: Accepts::Table(&[("id", "int64")]), about: "training rows" },
-            InputDecl { name: "eval*", accepts: Accepts::Table(&[("id", "int64")]), about: "evaluation sets" },
+            InputDecl {
+                name: "data",
+                accepts: Accepts::Table(&[("id", "int64")]),
+                about: "training rows",
+                optional: false,
+            },
+            InputDecl {
+                name: "eval*",
+                accepts: Accepts::Table(&[("id", "int64")]),
+                about: "evaluation sets",
+                optional: false,
+            },
         ]
     }
 

@@ -75,7 +75,12 @@ impl Stage for Dedup {
     const RANDOM: bool = true;
 
     fn inputs() -> &'static [InputDecl] {
-        &[InputDecl { name: "data", accepts: Accepts::Table(&[("id", "int64")]), about: "rows with text columns" }]
+        &[InputDecl {
+            name: "data",
+            accepts: Accepts::Table(&[("id", "int64")]),
+            about: "rows with text columns",
+            optional: false,
+        }]
     }
 
     fn check(params: &Params) -> Result<()> {

@@ -73,12 +73,18 @@ impl Stage for EvalMath {
 
     fn inputs() -> &'static [InputDecl] {
         &[
-            InputDecl { name: "model", accepts: Accepts::Files("model"), about: "a trained model" },
-            InputDecl { name: "tokenizer", accepts: Accepts::Files("tokenizer"), about: "its tokenizer" },
+            InputDecl { name: "model", accepts: Accepts::Files("model"), about: "a trained model", optional: false },
+            InputDecl {
+                name: "tokenizer",
+                accepts: Accepts::Files("tokenizer"),
+                about: "its tokenizer",
+                optional: false,
+            },
             InputDecl {
                 name: "data",
                 accepts: Accepts::Table(&[("id", "int64"), ("family", "string")]),
                 about: "problems with question and answer columns",
+                optional: false,
             },
         ]
     }

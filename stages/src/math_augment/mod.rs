@@ -174,6 +174,7 @@ impl Stage for MathAugment {
                 ("answer", "string"),
             ]),
             about: "problems with annotated solutions",
+            optional: false,
         }]
     }
 

@@ -62,6 +62,7 @@ impl Stage for MathParse {
             name: "data",
             accepts: Accepts::Table(&[("id", "int64")]),
             about: "records with a question and a solution column",
+            optional: false,
         }]
     }
 

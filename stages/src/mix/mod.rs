@@ -58,6 +58,7 @@ impl Stage for Mix {
             name: ANY_INPUTS,
             accepts: Accepts::Table(&[]),
             about: "tables of one schema, named by their keys",
+            optional: false,
         }]
     }
 

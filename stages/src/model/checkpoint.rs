@@ -4,16 +4,18 @@
 //!
 //! kiln holds q/k/v and gate/up fused; they are split on save and joined on load.
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::Deserialize;
 
 use super::{Block, Model, Qwen2Config};
 use crate::error::{Result, StageError};
 
 pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
 /// The model's tensors under Hugging Face names, in name order.
 pub fn named_tensors(model: &Model) -> Result<Vec<(String, Tensor)>> {
@@ -49,49 +51,108 @@ pub fn named_tensors(model: &Model) -> Result<Vec<(String, Tensor)>> {
 pub fn save(model: &Model, dir: &Path) -> Result<()> {
     model.config.save(dir)?;
     let tensors = named_tensors(model)?;
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+    let data: Vec<(String, Vec<usize>, Vec<f32>)> = tensors
         .iter()
-        .map(|(name, t)| {
-            let values: Vec<f32> = t.flatten_all()?.to_vec1()?;
-            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            Ok((name.clone(), t.dims().to_vec(), bytes))
-        })
+        .map(|(name, t)| Ok((name.clone(), t.dims().to_vec(), t.flatten_all()?.to_vec1()?)))
         .collect::<Result<_>>()?;
-    let views: Vec<(String, TensorView)> = data
+    let refs: Vec<(&str, &[usize], &[f32])> =
+        data.iter().map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice())).collect();
+    write_f32s(&dir.join(WEIGHTS_FILE), &refs, BTreeMap::new())
+}
+
+/// Writes named f32 tensors as a safetensors file, with `metadata` beside the format.
+pub fn write_f32s(path: &Path, tensors: &[(&str, &[usize], &[f32])], metadata: BTreeMap<String, String>) -> Result<()> {
+    let bytes: Vec<Vec<u8>> =
+        tensors.iter().map(|(_, _, values)| values.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let views: Vec<(String, TensorView)> = tensors
         .iter()
-        .map(|(name, shape, bytes)| {
-            let view = TensorView::new(Dtype::F32, shape.clone(), bytes).map_err(st_err)?;
-            Ok((name.clone(), view))
+        .zip(&bytes)
+        .map(|((name, shape, _), bytes)| {
+            let view = TensorView::new(Dtype::F32, shape.to_vec(), bytes).map_err(st_err)?;
+            Ok((name.to_string(), view))
         })
         .collect::<Result<_>>()?;
     // transformers refuses a safetensors file without this metadata.
-    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let mut metadata: HashMap<String, String> = metadata.into_iter().collect();
+    metadata.insert("format".to_string(), "pt".to_string());
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(st_err)?;
-    let path = dir.join(WEIGHTS_FILE);
-    std::fs::write(&path, bytes).map_err(|e| StageError::io(&path, e))
+    std::fs::write(path, bytes).map_err(|e| StageError::io(path, e))
 }
 
-/// Loads a checkpoint folder (kiln's, or a Hugging Face Qwen2 one in f32, f16 or bf16).
-pub fn load(dir: &Path) -> Result<Model> {
-    let config = Qwen2Config::load(dir)?;
-    config.check("")?;
-    let path = dir.join(WEIGHTS_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| StageError::io(&path, e))?;
-    let file =
-        SafeTensors::deserialize(&bytes).map_err(|e| StageError::data(path.display().to_string(), e.to_string()))?;
-    let origin = path.display().to_string();
-    let get = |name: &str, dims: &[usize]| -> Result<Tensor> {
-        let view = file.tensor(name).map_err(|_| StageError::data(origin.clone(), format!("no tensor `{name}`")))?;
-        if view.shape() != dims {
+/// A safetensors file's tensors as f32 (from f32, f16 or bf16), by name, with its metadata.
+pub struct F32File {
+    pub path: PathBuf,
+    pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    pub metadata: HashMap<String, String>,
+}
+
+impl F32File {
+    pub fn read(path: &Path) -> Result<Self> {
+        let origin = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| StageError::io(path, e))?;
+        let (_, header) =
+            SafeTensors::read_metadata(&bytes).map_err(|e| StageError::data(origin.clone(), e.to_string()))?;
+        let metadata = header.metadata().clone().unwrap_or_default();
+        let file = SafeTensors::deserialize(&bytes).map_err(|e| StageError::data(origin.clone(), e.to_string()))?;
+        let mut tensors = HashMap::new();
+        for (name, view) in file.tensors() {
+            let values = to_f32(view.dtype(), view.data()).ok_or_else(|| {
+                StageError::data(origin.clone(), format!("tensor `{name}` has unsupported dtype {:?}", view.dtype()))
+            })?;
+            tensors.insert(name, (view.shape().to_vec(), values));
+        }
+        Ok(F32File { path: path.to_path_buf(), tensors, metadata })
+    }
+
+    /// Takes the tensor `name`, which must have shape `dims`.
+    pub fn take(&mut self, name: &str, dims: &[usize]) -> Result<Tensor> {
+        let origin = self.path.display().to_string();
+        let (shape, values) =
+            self.tensors.remove(name).ok_or_else(|| StageError::data(origin.clone(), format!("no tensor `{name}`")))?;
+        if shape != dims {
             return Err(StageError::data(
-                origin.clone(),
-                format!("tensor `{name}` has shape {:?}, the config implies {dims:?}", view.shape()),
+                origin,
+                format!("tensor `{name}` has shape {shape:?}, the config implies {dims:?}"),
             ));
         }
-        let values = to_f32(view.dtype(), view.data()).ok_or_else(|| {
-            StageError::data(origin.clone(), format!("tensor `{name}` has unsupported dtype {:?}", view.dtype()))
-        })?;
         Ok(Tensor::from_vec(values, dims, &Device::Cpu)?)
+    }
+}
+
+/// The files that hold a checkpoint folder's weights: `model.safetensors`, or the shards
+/// its `model.safetensors.index.json` names (as Hugging Face writes models over 5 GB).
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index = dir.join(INDEX_FILE);
+    if !index.is_file() {
+        return Ok(vec![dir.join(WEIGHTS_FILE)]);
+    }
+    #[derive(Deserialize)]
+    struct Index {
+        weight_map: BTreeMap<String, String>,
+    }
+    let text = std::fs::read_to_string(&index).map_err(|e| StageError::io(&index, e))?;
+    let parsed: Index =
+        serde_json::from_str(&text).map_err(|e| StageError::data(index.display().to_string(), e.to_string()))?;
+    let files: BTreeSet<&String> = parsed.weight_map.values().collect();
+    Ok(files.into_iter().map(|f| dir.join(f)).collect())
+}
+
+/// Loads a checkpoint folder (kiln's, or a Hugging Face Qwen2 one in f32, f16 or bf16,
+/// in one file or in shards).
+pub fn load(dir: &Path) -> Result<Model> {
+    let config = Qwen2Config::load(dir)?;
+    config.check("").map_err(|e| match e {
+        StageError::Param { path, message } => {
+            StageError::data(dir.join("config.json").display().to_string(), format!("`{path}`: {message}"))
+        }
+        other => other,
+    })?;
+    let mut shards = weight_files(dir)?.iter().map(|p| F32File::read(p)).collect::<Result<Vec<_>>>()?;
+    let mut get = |name: &str, dims: &[usize]| -> Result<Tensor> {
+        match shards.iter_mut().find(|s| s.tensors.contains_key(name)) {
+            Some(shard) => shard.take(name, dims),
+            None => Err(StageError::data(dir.display().to_string(), format!("no tensor `{name}`"))),
+        }
     };
     let heads = super::Model::heads_of(&config);
     let (h, f) = (config.hidden_size, config.intermediate_size);
@@ -141,7 +202,7 @@ fn st_err(e: safetensors::SafeTensorError) -> StageError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::Tokens;
     use crate::model::tests::tiny_config;
@@ -162,6 +223,115 @@ mod tests {
         assert!(names.contains(&"model.layers.1.self_attn.k_proj.bias".to_string()));
         assert!(names.contains(&"lm_head.weight".to_string()));
         Ok(())
+    }
+
+    /// A Hugging Face Qwen2 checkpoint as `save_pretrained` writes a sharded bf16 one,
+    /// made without kiln's `save`: `config.json` with transformers' extra fields, two
+    /// shards and their index. Returns every tensor's values (exact in bf16).
+    pub(crate) fn write_hf_checkpoint(dir: &Path, config: &Qwen2Config, seed: u64) -> BTreeMap<String, Vec<f32>> {
+        use rand::{Rng, SeedableRng};
+        let (h, f, v) = (config.hidden_size, config.intermediate_size, config.vocab_size);
+        let d = config.head_dim();
+        let (q, kv) = (config.num_attention_heads * d, config.num_key_value_heads * d);
+        let mut shapes: Vec<(String, Vec<usize>)> = vec![("model.embed_tokens.weight".into(), vec![v, h])];
+        for i in 0..config.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            for (name, shape) in [
+                ("input_layernorm.weight", vec![h]),
+                ("self_attn.q_proj.weight", vec![q, h]),
+                ("self_attn.q_proj.bias", vec![q]),
+                ("self_attn.k_proj.weight", vec![kv, h]),
+                ("self_attn.k_proj.bias", vec![kv]),
+                ("self_attn.v_proj.weight", vec![kv, h]),
+                ("self_attn.v_proj.bias", vec![kv]),
+                ("self_attn.o_proj.weight", vec![h, q]),
+                ("post_attention_layernorm.weight", vec![h]),
+                ("mlp.gate_proj.weight", vec![f, h]),
+                ("mlp.up_proj.weight", vec![f, h]),
+                ("mlp.down_proj.weight", vec![h, f]),
+            ] {
+                shapes.push((format!("{p}.{name}"), shape));
+            }
+        }
+        shapes.push(("model.norm.weight".into(), vec![h]));
+        if !config.tie_word_embeddings {
+            shapes.push(("lm_head.weight".into(), vec![v, h]));
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut values = BTreeMap::new();
+        let mut bytes: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        for (name, shape) in shapes {
+            let n: usize = shape.iter().product();
+            let x: Vec<half::bf16> = (0..n).map(|_| half::bf16::from_f32(rng.random_range(-0.3f32..0.3))).collect();
+            values.insert(name.clone(), x.iter().map(|b| b.to_f32()).collect());
+            bytes.push((name, shape, x.iter().flat_map(|b| b.to_le_bytes()).collect()));
+        }
+        let mut weight_map = serde_json::Map::new();
+        let half_way = bytes.len() / 2;
+        for (shard, part) in [&bytes[..half_way], &bytes[half_way..]].into_iter().enumerate() {
+            let file = format!("model-{:05}-of-00002.safetensors", shard + 1);
+            let views: Vec<(String, TensorView)> = part
+                .iter()
+                .map(|(name, shape, b)| (name.clone(), TensorView::new(Dtype::BF16, shape.clone(), b).unwrap()))
+                .collect();
+            let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+            std::fs::write(dir.join(&file), safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
+            for (name, _, _) in part {
+                weight_map.insert(name.clone(), file.clone().into());
+            }
+        }
+        let index = serde_json::json!({ "metadata": { "total_size": 0 }, "weight_map": weight_map });
+        std::fs::write(dir.join(INDEX_FILE), index.to_string()).unwrap();
+        let hf_config = serde_json::json!({
+            "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": config.bos_token_id,
+            "eos_token_id": config.eos_token_id, "hidden_act": "silu", "hidden_size": h,
+            "initializer_range": 0.02, "intermediate_size": f,
+            "max_position_embeddings": config.max_position_embeddings,
+            "max_window_layers": config.num_hidden_layers, "model_type": "qwen2",
+            "num_attention_heads": config.num_attention_heads, "num_hidden_layers": config.num_hidden_layers,
+            "num_key_value_heads": config.num_key_value_heads, "rms_norm_eps": config.rms_norm_eps,
+            "rope_scaling": null, "rope_theta": config.rope_theta, "sliding_window": 4096,
+            "tie_word_embeddings": config.tie_word_embeddings, "torch_dtype": "bfloat16",
+            "transformers_version": "4.45.0", "use_cache": true, "use_sliding_window": false, "vocab_size": v
+        });
+        std::fs::write(dir.join("config.json"), hf_config.to_string()).unwrap();
+        values
+    }
+
+    /// A sharded bf16 checkpoint in Hugging Face's layout loads with every tensor where
+    /// its name says, and gives the logits its values give.
+    #[test]
+    fn a_hugging_face_checkpoint_loads() -> candle_core::Result<()> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = tiny_config();
+        config.tie_word_embeddings = false;
+        let values = write_hf_checkpoint(dir.path(), &config, 4);
+        let model = load(dir.path()).unwrap();
+        assert_eq!(model.config.rope_theta, config.rope_theta);
+        for (name, tensor) in named_tensors(&model).unwrap() {
+            assert_eq!(tensor.flatten_all()?.to_vec1::<f32>()?, values[&name], "{name}");
+        }
+        assert_eq!(named_tensors(&model).unwrap().len(), values.len());
+        // Saved by kiln and loaded again: the same tensors.
+        let again = tempfile::tempdir().unwrap();
+        save(&model, again.path()).unwrap();
+        for (name, tensor) in named_tensors(&load(again.path()).unwrap()).unwrap() {
+            assert_eq!(tensor.flatten_all()?.to_vec1::<f32>()?, values[&name], "{name}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn unsupported_checkpoint_features_are_named_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write_hf_checkpoint(dir.path(), &tiny_config(), 1);
+        let path = dir.path().join("config.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let scaled = text.replace(r#""rope_scaling":null"#, r#""rope_scaling":{"type":"yarn","factor":4.0}"#);
+        assert_ne!(scaled, text);
+        std::fs::write(&path, scaled).unwrap();
+        let err = load(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("config.json") && err.contains("rope_scaling") && err.contains("yarn"), "{err}");
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct Qwen2Config {
     pub torch_dtype: String,
     #[serde(default)]
     pub use_sliding_window: bool,
+    /// Scaled rotary embedding (YaRN, dynamic NTK); kiln supports none.
+    #[serde(default)]
+    pub rope_scaling: Option<serde_json::Value>,
     #[serde(default)]
     pub attention_dropout: f64,
     #[serde(default = "initializer_range")]
@@ -89,6 +92,12 @@ impl Qwen2Config {
         }
         if !self.head_dim().is_multiple_of(2) {
             return fail("heads", format!("head size {} must be even for rotary embedding", self.head_dim()));
+        }
+        if self.use_sliding_window {
+            return fail("use_sliding_window", "sliding-window attention is not supported".into());
+        }
+        if let Some(scaling) = self.rope_scaling.as_ref().filter(|s| !s.is_null()) {
+            return fail("rope_scaling", format!("scaled rotary embedding is not supported ({scaling})"));
         }
         if self.hidden_act != "silu" {
             return fail("hidden_act", format!("only silu is supported, not {}", self.hidden_act));

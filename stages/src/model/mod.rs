@@ -150,6 +150,36 @@ impl Model {
         out
     }
 
+    /// The same model with every parameter copied into a `Var`; the vars come in
+    /// `parameters()` order.
+    pub fn trainable(&self) -> Result<(Model, Vec<Var>)> {
+        let mut vars = Vec::new();
+        let mut var = |t: &Tensor| -> Result<Tensor> {
+            let v = Var::from_tensor(t)?;
+            let tensor = v.as_tensor().clone();
+            vars.push(v);
+            Ok(tensor)
+        };
+        let embed = var(&self.embed)?;
+        let mut blocks = Vec::new();
+        for b in &self.blocks {
+            blocks.push(Block {
+                input_norm: var(&b.input_norm)?,
+                qkv_weight: var(&b.qkv_weight)?,
+                qkv_bias: var(&b.qkv_bias)?,
+                o_weight: var(&b.o_weight)?,
+                post_norm: var(&b.post_norm)?,
+                gate_up_weight: var(&b.gate_up_weight)?,
+                down_weight: var(&b.down_weight)?,
+            });
+        }
+        let norm = var(&self.norm)?;
+        let lm_head = self.lm_head.as_ref().map(&mut var).transpose()?;
+        let model = Model::from_parts(self.config.clone(), embed, blocks, norm, lm_head);
+        debug_assert!(model.parameters().iter().zip(&vars).all(|((t, _), v)| t.id() == v.as_tensor().id()));
+        Ok((model, vars))
+    }
+
     pub fn parameter_count(&self) -> usize {
         self.parameters().iter().map(|(t, _)| t.elem_count()).sum()
     }
@@ -226,6 +256,7 @@ pub(crate) mod tests {
             eos_token_id: None,
             torch_dtype: "float32".into(),
             use_sliding_window: false,
+            rope_scaling: None,
             attention_dropout: 0.0,
             initializer_range: 0.2,
         }

@@ -167,6 +167,7 @@ impl Stage for Pack {
             name: "data",
             accepts: Accepts::Table(&[("id", "int64"), ("input_ids", "list<int32>"), ("loss_mask", "list<bool>")]),
             about: "tokenized sequences",
+            optional: false,
         }]
     }
 

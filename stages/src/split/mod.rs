@@ -44,7 +44,7 @@ impl Stage for Split {
     const ABOUT: &'static str = "deterministic train/eval split by hash of a key column";
 
     fn inputs() -> &'static [InputDecl] {
-        &[InputDecl { name: "data", accepts: Accepts::Table(&[]), about: "the table to split" }]
+        &[InputDecl { name: "data", accepts: Accepts::Table(&[]), about: "the table to split", optional: false }]
     }
 
     fn check(params: &Params) -> Result<()> {

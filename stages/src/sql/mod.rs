@@ -28,7 +28,12 @@ impl Stage for Sql {
     const ABOUT: &'static str = "a DataFusion SQL query over the inputs, each a table named after its `from` key";
 
     fn inputs() -> &'static [InputDecl] {
-        &[InputDecl { name: ANY_INPUTS, accepts: Accepts::Table(&[]), about: "tables, named by their keys" }]
+        &[InputDecl {
+            name: ANY_INPUTS,
+            accepts: Accepts::Table(&[]),
+            about: "tables, named by their keys",
+            optional: false,
+        }]
     }
 
     fn check(params: &Params) -> Result<()> {

@@ -90,8 +90,14 @@ impl Stage for Tokenize {
                     ("turns", "list<struct<role:string,start:int32,end:int32>>"),
                 ]),
                 about: "conversations from chat.format",
+                optional: false,
             },
-            InputDecl { name: "tokenizer", accepts: Accepts::Files("tokenizer"), about: "the tokenizer" },
+            InputDecl {
+                name: "tokenizer",
+                accepts: Accepts::Files("tokenizer"),
+                about: "the tokenizer",
+                optional: false,
+            },
         ]
     }
 

@@ -61,7 +61,12 @@ impl Stage for TokenizerTrain {
     const ABOUT: &'static str = "train a byte-level BPE tokenizer (digits split singly, chat special tokens)";
 
     fn inputs() -> &'static [InputDecl] {
-        &[InputDecl { name: "data", accepts: Accepts::Table(&[]), about: "a table with a text column" }]
+        &[InputDecl {
+            name: "data",
+            accepts: Accepts::Table(&[]),
+            about: "a table with a text column",
+            optional: false,
+        }]
     }
 
     fn check(params: &Params) -> Result<()> {

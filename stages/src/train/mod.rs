@@ -6,9 +6,16 @@
 //! gradients are summed, clipped by their global norm, and AdamW (decoupled weight
 //! decay on matrices only) takes one step at the scheduled learning rate. Rows are
 //! visited in an order drawn from the seed, reshuffled each epoch.
+//!
+//! The weights start fresh (`model:` gives the shape), from a Hugging Face Qwen2 folder
+//! (`init: <dir>`) or from another train stage's model (the input `init`), with a fresh
+//! optimizer unless `continue_optimizer` is set. Every `checkpoint_every` steps the
+//! whole state goes to the scratch folder, and a killed run resumes from it (`state`).
 
 pub mod schedule;
+pub mod state;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,10 +35,11 @@ use crate::error::{Result, StageError};
 use crate::model::{Model, Qwen2Config, Tokens, checkpoint, index_tensor};
 use crate::pack::IGNORE;
 use crate::schema::standard;
-use crate::stage::{Accepts, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
+use crate::stage::{Accepts, ExternalFile, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
 use crate::table::{Columns, list_i32};
 use crate::template::{END_OF_TEXT, IM_END};
 use crate::tokenizer_train::{self, TOKENIZER_FILE};
+use state::{LoopState, OPTIMIZER_FILE};
 
 pub struct Train;
 
@@ -88,7 +96,24 @@ impl Default for OptimizerParams {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
-    pub model: ModelParams,
+    /// The shape of a fresh model. Left out when the weights come from `init`, whose
+    /// `config.json` gives the shape.
+    #[serde(default)]
+    pub model: Option<ModelParams>,
+    /// A Hugging Face Qwen2 checkpoint folder to fine-tune (`config.json` and
+    /// `model.safetensors` or its shards). To continue another train stage, bind its
+    /// model to the input `init` instead.
+    pub init: Option<String>,
+    /// Continue the AdamW moments and step count saved with the `init` model (trained
+    /// with `save_optimizer`); the schedule always restarts over this stage's `steps`.
+    pub continue_optimizer: bool,
+    /// Also write the optimizer state beside the model (`optimizer.safetensors`, twice
+    /// the weights' size), for a later stage's `continue_optimizer`.
+    pub save_optimizer: bool,
+    /// Write a resumable checkpoint every this many optimizer steps (0: never).
+    pub checkpoint_every: u64,
+    /// Where to train: `auto` (the build's device), `cpu` or `cuda`.
+    pub device: DeviceChoice,
     pub optimizer: OptimizerParams,
     pub schedule: Schedule,
     /// Optimizer steps.
@@ -102,7 +127,12 @@ pub struct Params {
 impl Default for Params {
     fn default() -> Self {
         Params {
-            model: ModelParams::default(),
+            model: Some(ModelParams::default()),
+            init: None,
+            continue_optimizer: false,
+            save_optimizer: false,
+            checkpoint_every: 500,
+            device: DeviceChoice::Auto,
             optimizer: OptimizerParams::default(),
             schedule: Schedule::default(),
             steps: 1000,
@@ -112,9 +142,36 @@ impl Default for Params {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl DeviceChoice {
+    /// Checks the device is there: a plan may name `cuda` on a machine without one (the
+    /// key is the same wherever it is planned); the run needs it.
+    fn check_available(self) -> Result<()> {
+        if self == DeviceChoice::Cuda && crate::device::name() != "cuda" {
+            return Err(StageError::param(
+                "device",
+                "is cuda, but this kiln was built without CUDA support (`just build-cuda` builds one with it)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Params {
+    /// The shape of a fresh model.
+    fn fresh_model(&self) -> ModelParams {
+        self.model.clone().unwrap_or_default()
+    }
+
     fn config(&self, vocab_size: usize, bos: Option<u32>, eos: Option<u32>) -> Qwen2Config {
-        let m = &self.model;
+        let m = &self.fresh_model();
         Qwen2Config {
             architectures: vec!["Qwen2ForCausalLM".into()],
             model_type: "qwen2".into(),
@@ -133,6 +190,7 @@ impl Params {
             eos_token_id: eos,
             torch_dtype: "float32".into(),
             use_sliding_window: false,
+            rope_scaling: None,
             attention_dropout: 0.0,
             initializer_range: m.init_std,
         }
@@ -158,22 +216,31 @@ impl Stage for Train {
                     ("seq_lens", "list<int32>"),
                 ]),
                 about: "packed rows",
+                optional: false,
             },
             InputDecl {
                 name: "tokenizer",
                 accepts: Accepts::Files("tokenizer"),
                 about: "the tokenizer the rows were made with",
+                optional: false,
+            },
+            InputDecl {
+                name: "init",
+                accepts: Accepts::Files("model"),
+                about: "a model to continue training (another train stage's)",
+                optional: true,
             },
         ]
     }
 
     fn check(params: &Params) -> Result<()> {
+        let model = params.fresh_model();
         let positive = [
-            ("model.hidden", params.model.hidden),
-            ("model.layers", params.model.layers),
-            ("model.heads", params.model.heads),
-            ("model.kv_heads", params.model.kv_heads),
-            ("model.intermediate", params.model.intermediate),
+            ("model.hidden", model.hidden),
+            ("model.layers", model.layers),
+            ("model.heads", model.heads),
+            ("model.kv_heads", model.kv_heads),
+            ("model.intermediate", model.intermediate),
             ("batch_rows", params.batch_rows),
             ("accumulation", params.accumulation),
         ];
@@ -199,11 +266,42 @@ impl Stage for Train {
         params.config(1, None, None).check("model.")
     }
 
-    fn outputs(_: &Params, _: &InputArtifacts) -> Result<Vec<OutputDecl>> {
+    fn outputs(params: &Params, inputs: &InputArtifacts) -> Result<Vec<OutputDecl>> {
+        let init_input = inputs.contains_key("init");
+        if init_input && params.init.is_some() {
+            return Err(StageError::param("init", "is given both here and as the input `init`; keep one"));
+        }
+        let from_checkpoint = init_input || params.init.is_some();
+        if from_checkpoint && params.model.is_some() {
+            return Err(StageError::param(
+                "model",
+                "the model's shape comes from the `init` checkpoint's config.json; leave `model` out",
+            ));
+        }
+        if params.continue_optimizer && !from_checkpoint {
+            return Err(StageError::param("continue_optimizer", "needs `init` (a path or the input `init`)"));
+        }
         Ok(vec![OutputDecl::files("model", "model"), OutputDecl::report("metrics", standard::train_metrics())])
     }
 
+    fn external_files(params: &Params) -> Vec<ExternalFile> {
+        let Some(dir) = &params.init else { return Vec::new() };
+        let dir = Path::new(dir);
+        if !dir.is_dir() {
+            // One error for a missing folder, not one per file it should hold.
+            return vec![ExternalFile { param: "init".into(), path: dir.join("config.json") }];
+        }
+        let weights = checkpoint::weight_files(dir).unwrap_or_else(|_| vec![dir.join(checkpoint::INDEX_FILE)]);
+        let mut files = vec![dir.join("config.json")];
+        files.extend(weights);
+        if params.continue_optimizer {
+            files.push(dir.join(OPTIMIZER_FILE));
+        }
+        files.into_iter().map(|path| ExternalFile { param: "init".into(), path }).collect()
+    }
+
     fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
+        params.device.check_available()?;
         let tokenizer_dir = ctx.files("tokenizer")?.to_path_buf();
         let tokenizer = tokenizer_train::load(&tokenizer_dir)?;
         let rows = read_rows(ctx)?;
@@ -211,49 +309,130 @@ impl Stage for Train {
         if rows.is_empty() {
             return Err(StageError::data(ctx.input("data")?.origin.clone(), "no packed rows to train on"));
         }
-        if seq_len > params.model.max_positions {
-            return Err(StageError::param(
-                "model.max_positions",
-                format!("is {}, shorter than the rows ({seq_len} tokens)", params.model.max_positions),
-            ));
-        }
-        let vocab = tokenizer.get_vocab_size(true);
-        if let Some(bad) = rows.iter().flat_map(|r| &r.ids).find(|&&t| t as usize >= vocab) {
-            return Err(StageError::data(
-                ctx.input("data")?.origin.clone(),
-                format!(
-                    "token id {bad} is outside the tokenizer's vocabulary of {vocab}; were the rows made with another tokenizer?"
-                ),
-            ));
-        }
-        let config = params.config(vocab, tokenizer.token_to_id(END_OF_TEXT), tokenizer.token_to_id(IM_END));
-        let (model, vars) = Model::init(&config, ctx.seed)?;
-        let trained = train(params, &model, &vars, &rows, ctx)?;
+        let checkpoints = ctx.scratch().join("checkpoints");
+        let (model, optimizer, start, origin) = match state::latest(&checkpoints)? {
+            Some(resumed) => {
+                let origin = Origin::Checkpoint(resumed.dir.clone());
+                (resumed.model, Some(resumed.optimizer), resumed.state, origin)
+            }
+            None => {
+                let (model, origin) = starting_model(params, ctx, &tokenizer)?;
+                let optimizer = match (&origin, params.continue_optimizer) {
+                    (Origin::Checkpoint(dir), true) => Some(state::load_optimizer(
+                        &dir.join(OPTIMIZER_FILE),
+                        &model.parameters().iter().map(|(t, _)| t.elem_count()).collect::<Vec<_>>(),
+                    )?),
+                    _ => None,
+                };
+                (model, optimizer, LoopState::default(), origin)
+            }
+        };
+        fits(&model.config, &origin, &rows, seq_len, tokenizer.get_vocab_size(true), ctx)?;
+        let (model, vars) = model.trainable()?;
+        let optimizer = match optimizer {
+            Some(optimizer) => optimizer,
+            None => AdamW::new(&model.parameters().iter().map(|(t, _)| t.elem_count()).collect::<Vec<_>>()),
+        };
+        let trained = train(params, &model, &vars, optimizer, start, &rows, ctx, &checkpoints)?;
 
         let dir = ctx.output_dir("model")?;
         checkpoint::save(&model, &dir)?;
+        if params.save_optimizer {
+            state::save_optimizer(&trained.optimizer, &dir.join(OPTIMIZER_FILE))?;
+        }
         let from = tokenizer_dir.join(TOKENIZER_FILE);
         std::fs::copy(&from, dir.join(TOKENIZER_FILE)).map_err(|e| StageError::io(&from, e))?;
-        write_metrics(ctx, &trained.log)?;
+        let done = &trained.state;
+        write_metrics(ctx, &done.log)?;
 
-        let tail = &trained.log[trained.log.len().saturating_sub(20)..];
+        let tail = &done.log[done.log.len().saturating_sub(20)..];
         let final_loss = tail.iter().map(|s| s.loss).sum::<f64>() / tail.len().max(1) as f64;
-        let tokens_per_s = trained.tokens as f64 / trained.seconds.max(1e-9);
-        Ok(StageReport::default()
+        let tokens_per_s = trained.tokens_this_run as f64 / trained.seconds.max(1e-9);
+        let mut report = StageReport::default();
+        if let Some(step) = trained.resumed_at {
+            report = report.metric("resumed_at_step", step);
+        }
+        Ok(report
             .metric("parameters", model.parameter_count())
             .metric("steps", params.steps)
             .metric("final_loss", final_loss)
-            .metric("tokens", trained.tokens)
-            .metric("trained_tokens", trained.trained_tokens)
+            .metric("tokens", done.tokens)
+            .metric("trained_tokens", done.trained_tokens)
             .metric("tokens_per_s", tokens_per_s)
             .metric("train_seconds", trained.seconds)
-            .metric("epochs", trained.tokens as f64 / (rows.len() * seq_len) as f64)
+            .metric("epochs", done.tokens as f64 / (rows.len() * seq_len) as f64)
             .summary(format!(
                 "{} steps, loss {final_loss:.4}, {tokens_per_s:.0} tokens/s, {:.2}M parameters",
                 params.steps,
                 model.parameter_count() as f64 / 1e6
             )))
     }
+}
+
+/// Where the weights came from.
+enum Origin {
+    Fresh,
+    Checkpoint(PathBuf),
+}
+
+/// The model training starts from: the `init` checkpoint (a path or another stage's
+/// model) or fresh weights of the `model` shape drawn from the stage's seed.
+fn starting_model(params: &Params, ctx: &StageContext, tokenizer: &tokenizers::Tokenizer) -> Result<(Model, Origin)> {
+    let dir = match (&params.init, ctx.has_input("init")) {
+        (Some(path), _) => Some(PathBuf::from(path)),
+        (None, true) => Some(ctx.files("init")?.to_path_buf()),
+        (None, false) => None,
+    };
+    match dir {
+        Some(dir) => Ok((checkpoint::load(&dir)?, Origin::Checkpoint(dir))),
+        None => {
+            let vocab = tokenizer.get_vocab_size(true);
+            let config = params.config(vocab, tokenizer.token_to_id(END_OF_TEXT), tokenizer.token_to_id(IM_END));
+            Ok((Model::init(&config, ctx.seed)?.0, Origin::Fresh))
+        }
+    }
+}
+
+/// Checks the rows fit the model: no longer than its positions, every id inside its
+/// embedding and the tokenizer's vocabulary.
+fn fits(
+    config: &Qwen2Config,
+    origin: &Origin,
+    rows: &[Row],
+    seq_len: usize,
+    tokenizer_vocab: usize,
+    ctx: &StageContext,
+) -> Result<()> {
+    let blame = |field: &str, message: String| match origin {
+        Origin::Fresh => StageError::param(format!("model.{field}"), message),
+        Origin::Checkpoint(dir) => StageError::data(dir.join("config.json").display().to_string(), message),
+    };
+    if seq_len > config.max_position_embeddings {
+        let field = if matches!(origin, Origin::Fresh) { "max_positions" } else { "max_position_embeddings" };
+        return Err(blame(
+            field,
+            format!("{field} is {}, shorter than the rows ({seq_len} tokens)", config.max_position_embeddings),
+        ));
+    }
+    if tokenizer_vocab > config.vocab_size {
+        return Err(blame(
+            "vocab_size",
+            format!(
+                "vocab_size is {}, but the tokenizer has {tokenizer_vocab} tokens; is it the model's tokenizer?",
+                config.vocab_size
+            ),
+        ));
+    }
+    let vocab = tokenizer_vocab.min(config.vocab_size);
+    if let Some(bad) = rows.iter().flat_map(|r| &r.ids).find(|&&t| t as usize >= vocab) {
+        return Err(StageError::data(
+            ctx.input("data")?.origin.clone(),
+            format!(
+                "token id {bad} is outside the tokenizer's vocabulary of {vocab}; were the rows made with another tokenizer?"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// One packed row.
@@ -317,7 +496,7 @@ pub fn micro_batch(rows: &[&Row]) -> Result<MicroBatch> {
 }
 
 /// One optimizer step's record.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepLog {
     pub step: u64,
     pub lr: f64,
@@ -328,25 +507,39 @@ pub struct StepLog {
 }
 
 struct Trained {
-    log: Vec<StepLog>,
-    tokens: u64,
-    trained_tokens: u64,
+    state: LoopState,
+    optimizer: AdamW,
+    /// The step a checkpoint let this run start from.
+    resumed_at: Option<u64>,
+    tokens_this_run: u64,
     seconds: f64,
 }
 
-fn train(params: &Params, model: &Model, vars: &[Var], rows: &[Row], ctx: &StageContext) -> Result<Trained> {
+#[allow(clippy::too_many_arguments)]
+fn train(
+    params: &Params,
+    model: &Model,
+    vars: &[Var],
+    mut optimizer: AdamW,
+    mut state: LoopState,
+    rows: &[Row],
+    ctx: &StageContext,
+    checkpoints: &Path,
+) -> Result<Trained> {
     let parameters = model.parameters();
-    let sizes: Vec<usize> = parameters.iter().map(|(t, _)| t.elem_count()).collect();
-    let mut optimizer = AdamW::new(&sizes);
     let o = &params.optimizer;
     let per_step = params.batch_rows * params.accumulation;
-    let mut order = Order::new(rows.len(), ctx.seed);
+    let mut order = Order::at(rows.len(), ctx.seed, state.epoch, state.at);
     let progress = ctx.progress();
     progress.start(params.steps, "steps");
-    let mut log = Vec::with_capacity(params.steps as usize);
-    let (mut total_tokens, mut total_trained) = (0u64, 0u64);
+    let resumed_at = (state.step > 0).then_some(state.step);
+    if let Some(step) = resumed_at {
+        progress.advance(step);
+        progress.message(&format!("resumed at step {step}"));
+    }
+    let mut tokens_this_run = 0u64;
     let started = Instant::now();
-    for step in 0..params.steps {
+    for step in state.step..params.steps {
         let picked: Vec<&Row> = (0..per_step).map(|_| &rows[order.next()]).collect();
         let micro: Vec<MicroBatch> = picked.chunks(params.batch_rows).map(micro_batch).collect::<Result<_>>()?;
         let trained: usize = micro.iter().map(|m| m.targets.len()).sum();
@@ -406,9 +599,10 @@ fn train(params: &Params, model: &Model, vars: &[Var], rows: &[Row], ctx: &Stage
         if !grad_norm.is_finite() {
             return Err(StageError::Diverged { step: step + 1, value: grad_norm });
         }
-        total_tokens += tokens as u64;
-        total_trained += trained as u64;
-        log.push(StepLog {
+        tokens_this_run += tokens as u64;
+        state.tokens += tokens as u64;
+        state.trained_tokens += trained as u64;
+        state.log.push(StepLog {
             step: step + 1,
             lr,
             loss: loss_sum,
@@ -416,10 +610,18 @@ fn train(params: &Params, model: &Model, vars: &[Var], rows: &[Row], ctx: &Stage
             tokens: tokens as u64,
             trained_tokens: trained as u64,
         });
+        state.step = step + 1;
+        (state.epoch, state.at) = (order.epoch, order.at);
+        if params.checkpoint_every > 0
+            && state.step.is_multiple_of(params.checkpoint_every)
+            && state.step < params.steps
+        {
+            state::save(checkpoints, model, &optimizer, &state)?;
+        }
         progress.advance(1);
         progress.message(&format!("loss {loss_sum:.4}"));
     }
-    Ok(Trained { log, tokens: total_tokens, trained_tokens: total_trained, seconds: started.elapsed().as_secs_f64() })
+    Ok(Trained { state, optimizer, resumed_at, tokens_this_run, seconds: started.elapsed().as_secs_f64() })
 }
 
 /// Row order: a permutation per epoch, drawn from (seed, epoch).
@@ -432,8 +634,9 @@ struct Order {
 }
 
 impl Order {
-    fn new(rows: usize, seed: u64) -> Self {
-        let mut order = Order { rows, seed, epoch: 0, at: 0, permutation: Vec::new() };
+    /// The order positioned after `at` rows of `epoch`.
+    fn at(rows: usize, seed: u64, epoch: u64, at: usize) -> Self {
+        let mut order = Order { rows, seed, epoch, at, permutation: Vec::new() };
         order.shuffle();
         order
     }
@@ -477,6 +680,159 @@ fn write_metrics(ctx: &StageContext, log: &[StepLog]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::Slot;
+    use crate::pack::{Sequence, assemble};
+    use crate::testing;
+
+    const SEQ_LEN: usize = 64;
+
+    /// A tokenizer and rows of packed arithmetic chats under `dir`.
+    fn inputs(dir: &Path) -> Vec<(&'static str, Slot)> {
+        let texts: Vec<String> = (0..60)
+            .map(|i| format!("<|im_start|>user\n{i} + {i}<|im_end|>\n<|im_start|>assistant\n{}<|im_end|>\n", 2 * i))
+            .collect();
+        let tokenizer =
+            tokenizer_train::train(&tokenizer_train::Params { vocab_size: 300, ..Default::default() }, &texts).unwrap();
+        std::fs::create_dir_all(dir.join("tok")).unwrap();
+        tokenizer_train::save(&tokenizer, &dir.join("tok")).unwrap();
+        let sequences: Vec<Sequence> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let ids: Vec<i32> =
+                    tokenizer.encode(t.as_str(), false).unwrap().get_ids().iter().map(|&t| t as i32).collect();
+                Sequence { id: i as i64, mask: vec![true; ids.len()], ids }
+            })
+            .collect();
+        let mut rows: Vec<Vec<usize>> = vec![Vec::new()];
+        let mut used = 0;
+        for (i, seq) in sequences.iter().enumerate() {
+            if used + seq.ids.len() > SEQ_LEN {
+                rows.push(Vec::new());
+                used = 0;
+            }
+            rows.last_mut().unwrap().push(i);
+            used += seq.ids.len();
+        }
+        let packed =
+            testing::write_table(&dir.join("packed"), standard::packed(), assemble(&sequences, &rows, SEQ_LEN, 0));
+        vec![("data", packed), ("tokenizer", testing::files(&dir.join("tok"), "tokenizer"))]
+    }
+
+    const TINY: &str = "{ model: { hidden: 16, layers: 2, heads: 2, kv_heads: 1, intermediate: 32 }, batch_rows: 2 }";
+
+    fn with(extra: &str) -> String {
+        let base: serde_json::Value = serde_yaml::from_str(TINY).unwrap();
+        let mut base = base.as_object().unwrap().clone();
+        let extra: serde_json::Value = serde_yaml::from_str(extra).unwrap();
+        for (k, v) in extra.as_object().unwrap() {
+            base.insert(k.clone(), v.clone());
+        }
+        serde_json::Value::Object(base).to_string()
+    }
+
+    fn weights(model_dir: &Path) -> Vec<f32> {
+        let model = checkpoint::load(model_dir).unwrap();
+        model.parameters().iter().flat_map(|(t, _)| t.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect()
+    }
+
+    /// A run cut short after a checkpoint and run again to the end gives the bytes of a
+    /// run that was never interrupted (the schedule is constant, so the shorter first run
+    /// takes the same steps up to its checkpoint).
+    #[test]
+    fn a_resumed_run_ends_with_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let inputs = || inputs(dir.path());
+        let schedule = "schedule: { warmup_ratio: 0.0, decay: constant }, checkpoint_every: 3";
+        testing::run::<Train>(&with(&format!("{{ steps: 8, {schedule} }}")), inputs(), &dir.path().join("a"), 7)
+            .unwrap();
+        let b = dir.path().join("b");
+        testing::run::<Train>(&with(&format!("{{ steps: 5, {schedule} }}")), inputs(), &b, 7).unwrap();
+        assert!(b.join("scratch/checkpoints/step-00000003").is_dir());
+        std::fs::remove_dir_all(b.join("model")).unwrap();
+        let report = testing::run::<Train>(&with(&format!("{{ steps: 8, {schedule} }}")), inputs(), &b, 7).unwrap();
+        assert_eq!(report.metrics["resumed_at_step"], 3);
+        for file in ["model/model.safetensors", "model/config.json"] {
+            let (x, y) =
+                (std::fs::read(dir.path().join("a").join(file)).unwrap(), std::fs::read(b.join(file)).unwrap());
+            assert!(x == y, "{file} differs after resuming");
+        }
+        let log = |out: &Path| testing::read(&out.join("metrics"));
+        assert_eq!(log(&dir.path().join("a")), log(&b));
+    }
+
+    /// `init` from another train stage's model starts from its weights (a vanishing
+    /// learning rate leaves them as they were), not from fresh ones.
+    #[test]
+    fn init_continues_from_another_stage_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("first");
+        testing::run::<Train>(&with("{ steps: 3, save_optimizer: true }"), inputs(dir.path()), &first, 1).unwrap();
+        let mut second = inputs(dir.path());
+        second.push(("init", testing::files(&first.join("model"), "model")));
+        let tiny_lr = "{ steps: 2, optimizer: { lr: 1.0e-30 }, save_optimizer: true }";
+        testing::run::<Train>(tiny_lr, second, &dir.path().join("second"), 2).unwrap();
+        let (a, b) = (weights(&first.join("model")), weights(&dir.path().join("second/model")));
+        assert_eq!(a.len(), b.len());
+        assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-12), "the weights moved");
+        let fresh = dir.path().join("fresh");
+        testing::run::<Train>(&with("{ steps: 2, optimizer: { lr: 1.0e-30 } }"), inputs(dir.path()), &fresh, 2)
+            .unwrap();
+        let c = weights(&fresh.join("model"));
+        assert!(a.iter().zip(&c).filter(|(x, y)| (*x - *y).abs() > 1e-3).count() > a.len() / 2);
+        // A fresh optimizer counts from 0; `continue_optimizer` from the first stage's 3.
+        let steps_of = |out: &Path| {
+            let file = checkpoint::F32File::read(&out.join("model").join(OPTIMIZER_FILE)).unwrap();
+            file.metadata["step"].parse::<u64>().unwrap()
+        };
+        assert_eq!(steps_of(&dir.path().join("second")), 2);
+        let mut third = inputs(dir.path());
+        third.push(("init", testing::files(&first.join("model"), "model")));
+        let out = dir.path().join("third");
+        testing::run::<Train>("{ steps: 2, continue_optimizer: true, save_optimizer: true }", third, &out, 2).unwrap();
+        assert_eq!(steps_of(&out), 5);
+    }
+
+    /// `init: <dir>` fine-tunes a Hugging Face Qwen2 checkpoint (sharded, bf16).
+    #[test]
+    fn init_from_a_hugging_face_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let inputs = inputs(dir.path());
+        let vocab = tokenizer_train::load(&dir.path().join("tok")).unwrap().get_vocab_size(true);
+        let hf = dir.path().join("hf");
+        std::fs::create_dir_all(&hf).unwrap();
+        let mut config = Params::default().config(vocab + 5, None, None);
+        (config.hidden_size, config.num_attention_heads, config.num_key_value_heads) = (16, 4, 2);
+        (config.intermediate_size, config.num_hidden_layers, config.tie_word_embeddings) = (24, 1, false);
+        checkpoint::tests::write_hf_checkpoint(&hf, &config, 3);
+        let with = format!("{{ init: {}, steps: 2, batch_rows: 2 }}", hf.display());
+        let report = testing::run::<Train>(&with, inputs, &dir.path().join("out"), 0).unwrap();
+        assert!(report.metrics["final_loss"].as_f64().unwrap().is_finite());
+        let trained = checkpoint::load(&dir.path().join("out/model")).unwrap();
+        assert_eq!(trained.config.vocab_size, vocab + 5);
+        assert_eq!(trained.config.num_hidden_layers, 1);
+        // The shape comes from the checkpoint: also giving `model` is an error, as is
+        // an embedding smaller than the tokenizer.
+        let both = format!("{{ init: {}, model: {{ hidden: 16 }} }}", hf.display());
+        let err = testing::run::<Train>(&both, self::inputs(dir.path()), &dir.path().join("x"), 0).unwrap_err();
+        assert!(matches!(&err, StageError::Param { path, .. } if path == "model"), "{err}");
+        config.vocab_size = vocab - 1;
+        let small = dir.path().join("small");
+        std::fs::create_dir_all(&small).unwrap();
+        checkpoint::tests::write_hf_checkpoint(&small, &config, 3);
+        let with = format!("{{ init: {}, steps: 1 }}", small.display());
+        let err = testing::run::<Train>(&with, self::inputs(dir.path()), &dir.path().join("y"), 0).unwrap_err();
+        let err = err.to_string();
+        assert!(err.contains("config.json") && err.contains(&format!("tokenizer has {vocab} tokens")), "{err}");
+    }
+
+    #[test]
+    fn continue_optimizer_needs_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = testing::run::<Train>(&with("{ continue_optimizer: true }"), inputs(dir.path()), dir.path(), 0)
+            .unwrap_err();
+        assert!(matches!(&err, StageError::Param { path, .. } if path == "continue_optimizer"), "{err}");
+    }
 
     #[test]
     fn targets_never_cross_documents() -> Result<()> {
@@ -496,7 +852,7 @@ mod tests {
 
     #[test]
     fn every_row_is_visited_once_per_epoch() {
-        let mut order = Order::new(7, 3);
+        let mut order = Order::at(7, 3, 0, 0);
         let mut first: Vec<usize> = (0..7).map(|_| order.next()).collect();
         let mut second: Vec<usize> = (0..7).map(|_| order.next()).collect();
         assert_ne!(first, second);
@@ -508,7 +864,7 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_named() {
-        let p = Params { model: ModelParams { heads: 3, ..Default::default() }, ..Default::default() };
+        let p = Params { model: Some(ModelParams { heads: 3, ..Default::default() }), ..Default::default() };
         match Train::check(&p) {
             Err(StageError::Param { path, .. }) => assert_eq!(path, "model.heads"),
             other => panic!("{other:?}"),
