@@ -11,10 +11,11 @@ kiln *args:
     cargo run --quiet -- {{args}}
 
 # The test suite (what CI runs). The conformance test reads artifacts with pyarrow and
-# polars, installed here if missing.
+# polars, and the PTX test compiles every CUDA kernel with NVRTC from the pinned
+# nvidia-cuda-nvrtc wheel; both are installed here if missing.
 test:
     python3 -c "import pyarrow, polars" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pyarrow polars
-    cargo test --workspace
+    LD_LIBRARY_PATH="$(scripts/nvrtc-lib-dir):${LD_LIBRARY_PATH:-}" cargo test --workspace
 
 # Benchmarks against baselines measured in the same run (installs the Python baselines:
 # datasketch, and TRL's packing with datasets and transformers but without torch, which

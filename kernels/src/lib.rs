@@ -1,6 +1,7 @@
 //! kiln-kernels: one folder per kernel, each with its CPU twin in plain loops (the
 //! specification, `cpu.rs`) and a candle op with forward and backward (`mod.rs`).
-//! The CUDA C source of each kernel joins its folder with the `cuda` feature.
+//! Each folder also holds the kernel's CUDA C source (`kernel.cu`), which NVRTC compiles
+//! to PTX (`ptx`).
 //!
 //! candle 0.11's `softmax_last_dim`, `rms_norm` and fused layer norm have no backward,
 //! and its `cross_entropy` no ignore index; the ops here cover them, each tested against
@@ -9,6 +10,7 @@
 pub mod adamw;
 pub mod attention;
 pub mod cross_entropy;
+pub mod ptx;
 pub mod rms_norm;
 pub mod rope;
 pub mod storage;

@@ -1,0 +1,89 @@
+//! The CUDA C source of every kernel (`<kernel>/kernel.cu`, after the shared
+//! `cuda/common.cuh`) and its compilation to PTX with NVRTC, which needs no GPU and no
+//! driver: at run time in the `cuda` build, and in a test wherever libnvrtc is found.
+
+use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
+
+pub const COMMON: &str = include_str!("cuda/common.cuh");
+
+/// Each kernel's CUDA C source, by kernel folder.
+pub const CUDA_SOURCES: &[(&str, &str)] = &[
+    ("adamw", include_str!("adamw/kernel.cu")),
+    ("attention", include_str!("attention/kernel.cu")),
+    ("cross_entropy", include_str!("cross_entropy/kernel.cu")),
+    ("rms_norm", include_str!("rms_norm/kernel.cu")),
+    ("rope", include_str!("rope/kernel.cu")),
+    ("swiglu", include_str!("swiglu/kernel.cu")),
+];
+
+/// The GPUs kiln's CUDA build targets: H100 and H200 (CUDA 13.0 emits PTX ISA 9.0, the
+/// newest their driver 580 JIT-compiles).
+pub const ARCH: &str = "sm_90";
+
+/// The whole program NVRTC compiles for one kernel folder.
+pub fn program(kernel: &str) -> Option<String> {
+    let (_, source) = CUDA_SOURCES.iter().find(|(name, _)| *name == kernel)?;
+    Some(format!("#line 1 \"cuda/common.cuh\"\n{COMMON}\n#line 1 \"{kernel}/kernel.cu\"\n{source}"))
+}
+
+/// Whether libnvrtc (CUDA 13) can be loaded.
+pub fn nvrtc_available() -> bool {
+    // SAFETY: only tries to open the library.
+    unsafe { cudarc::nvrtc::sys::is_culib_present() }
+}
+
+/// Compiles one kernel folder's source to PTX for `ARCH`; the error carries NVRTC's log.
+pub fn compile(kernel: &str) -> Result<String, String> {
+    let program = program(kernel).ok_or_else(|| format!("no CUDA kernel `{kernel}`"))?;
+    let options = CompileOptions {
+        arch: Some(ARCH),
+        options: vec!["--std=c++17".into()],
+        name: Some(format!("{kernel}.cu")),
+        ..Default::default()
+    };
+    compile_ptx_with_opts(program, options).map(|ptx| ptx.to_src()).map_err(|e| format!("{kernel}: {e:?}"))
+}
+
+/// The entry points the host code launches, per kernel folder: each must be in its PTX.
+pub const ENTRY_POINTS: &[(&str, &[&str])] = &[
+    ("adamw", &["adamw_sum_squares", "adamw_norm", "adamw_step", "cast_f32_bf16", "cast_bf16_f32"]),
+    (
+        "attention",
+        &[
+            "attention_fwd_f32",
+            "attention_fwd_bf16",
+            "attention_bwd_delta_f32",
+            "attention_bwd_delta_bf16",
+            "attention_bwd_dq_f32",
+            "attention_bwd_dq_bf16",
+            "attention_bwd_dkv_f32",
+            "attention_bwd_dkv_bf16",
+        ],
+    ),
+    ("cross_entropy", &["cross_entropy_f32", "cross_entropy_bf16", "cross_entropy_sum"]),
+    ("rms_norm", &["rms_norm_fwd_f32", "rms_norm_fwd_bf16", "rms_norm_bwd_f32", "rms_norm_bwd_bf16", "rms_norm_dw"]),
+    ("rope", &["rope_f32", "rope_bf16"]),
+    ("swiglu", &["swiglu_fwd_f32", "swiglu_fwd_bf16", "swiglu_bwd_f32", "swiglu_bwd_bf16"]),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kernel folder (with its CPU twin) has its CUDA source and listed entry points.
+    #[test]
+    fn every_kernel_has_cuda_source_and_entry_points() {
+        let folders: Vec<&str> = crate::SOURCES.iter().map(|(path, _)| path.split('/').next().unwrap()).collect();
+        let cuda: Vec<&str> = CUDA_SOURCES.iter().map(|(name, _)| *name).collect();
+        let listed: Vec<&str> = ENTRY_POINTS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(cuda, folders);
+        assert_eq!(listed, folders);
+        for (name, entries) in ENTRY_POINTS {
+            let source = program(name).unwrap();
+            for entry in *entries {
+                let stem = entry.strip_suffix("_f32").or_else(|| entry.strip_suffix("_bf16")).unwrap_or(entry);
+                assert!(source.contains(stem), "{name}: no `{stem}` in its source");
+            }
+        }
+    }
+}
