@@ -17,14 +17,20 @@ test:
     python3 -c "import pyarrow, polars" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pyarrow polars
     LD_LIBRARY_PATH="$(scripts/nvrtc-lib-dir):${LD_LIBRARY_PATH:-}" cargo test --workspace
 
-# Benchmarks against baselines measured in the same run (installs the Python baselines:
-# datasketch, and TRL's packing with datasets and transformers but without torch, which
-# packing does not use; CI does not run this).
+bench_venv := env_var_or_default("KILN_BENCH_VENV", env_var("HOME") + "/.cache/kiln-bench-venv")
+
+# Benchmarks against baselines measured in the same run. The Python baselines go into
+# their own virtual environment (KILN_BENCH_VENV, by default ~/.cache/kiln-bench-venv):
+# datasketch, TRL's packing (with datasets and transformers), and PyTorch with
+# transformers for training (PyPI's torch brings its CUDA wheels: about 5 GB once).
+# CI does not run this.
 bench:
-    python3 -m pip install --quiet --disable-pip-version-check datasketch datasets transformers
-    python3 -m pip install --quiet --disable-pip-version-check --no-deps trl
-    cargo test --bench data
+    test -x {{bench_venv}}/bin/python || python3 -m venv {{bench_venv}}
+    {{bench_venv}}/bin/pip install --quiet --disable-pip-version-check datasketch datasets transformers torch
+    {{bench_venv}}/bin/pip install --quiet --disable-pip-version-check --no-deps trl
+    KILN_BENCH_PYTHON={{bench_venv}}/bin/python cargo test --bench data
     cargo test --bench kernels
+    KILN_BENCH_PYTHON={{bench_venv}}/bin/python cargo test --bench train
 
 # Formatting and lints, as CI would check them.
 lint:

@@ -55,7 +55,8 @@ fn texts(n: usize, seed: u64) -> Vec<String> {
 
 /// Runs a baseline; it prints its count of removed rows, then its seconds.
 fn python(script: &str, input: &str) -> Option<(usize, f64)> {
-    let out = Command::new("python3").arg("-c").arg(script).arg(input).output().ok()?;
+    let python = std::env::var("KILN_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python).arg("-c").arg(script).arg(input).output().ok()?;
     if !out.status.success() {
         eprintln!("baseline failed: {}", String::from_utf8_lossy(&out.stderr));
         return None;

@@ -7,11 +7,7 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        // candle's own thread pool spins beside rayon's on the same cores; kiln's kernels
-        // and gemm already use rayon, so one pool is enough (12% more tokens/s on 2 cores).
-        // SAFETY: set before any other thread of this process exists.
-        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
-    }
+    // SAFETY: the first thing main does; no other thread exists yet.
+    unsafe { kiln_stages::device::configure_cpu_threads() };
     kiln::cli::main_with(std::env::args_os(), &kiln::Registry::default())
 }

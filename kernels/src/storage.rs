@@ -159,6 +159,70 @@ pub fn fast_exp(x: f32) -> f32 {
     p * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
+/// Defines `fn NAME(args)` whose body, plain loops, is compiled three times: for AVX-512F,
+/// for AVX2 and FMA, and for the baseline the build targets; the call picks the widest the
+/// CPU has (checked at run time). Hot loops of the twins then vectorize as wide as the
+/// machine allows. Results do not depend on which copy runs wherever the body fixes its
+/// order of additions (as `lanes` does).
+macro_rules! widest {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        widest! { $(#[$meta])* $vis fn $name($($arg: $ty),*) -> () $body }
+    };
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) -> $ret {
+            #[inline(always)]
+            fn plain($($arg: $ty),*) -> $ret $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) -> $ret {
+                    plain($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) -> $ret {
+                    plain($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the features the copy is compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: as above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            plain($($arg),*)
+        }
+    };
+}
+pub(crate) use widest;
+
+/// Folds `x` with `op` in 16 interleaved lanes combined in a fixed order: it vectorizes,
+/// and the result does not depend on the vector width of the machine.
+#[inline(always)]
+pub fn lanes(x: &[f32], init: f32, op: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; 16];
+    let chunks = x.chunks_exact(16);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for l in 0..16 {
+            acc[l] = op(acc[l], chunk[l]);
+        }
+    }
+    for (l, &v) in tail.iter().enumerate() {
+        acc[l] = op(acc[l], v);
+    }
+    let mut width = 8;
+    while width > 0 {
+        for l in 0..width {
+            acc[l] = op(acc[l], acc[l + width]);
+        }
+        width /= 2;
+    }
+    acc[0]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use crate::storage::{Mat, MatMut, axpy, dot, fast_exp, matmul};
+use crate::storage::{Mat, MatMut, axpy, dot, fast_exp, lanes, matmul, widest};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Heads {
@@ -105,6 +105,7 @@ impl<'a> SegmentViews<'a> {
     }
 }
 
+widest! {
 /// Turns scores `s[r][j]` of query `first + r` into probabilities over keys `j <= first + r`
 /// (zero beyond), given each query's log-sum-exp, or computing it into `lse` when `None`.
 fn softmax_rows(scores: &mut [f32], keys: usize, first: usize, scale: f32, lse: &mut [f32], known: bool) {
@@ -118,17 +119,19 @@ fn softmax_rows(scores: &mut [f32], keys: usize, first: usize, scale: f32, lse: 
                 *x = fast_exp(*x * scale - l);
             }
         } else {
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) * scale;
-            let mut sum = 0f32;
+            // Exponentials, then their sum, in separate loops: a float sum in the same loop
+            // would keep the exponentials from vectorizing.
+            let max = lanes(row, f32::NEG_INFINITY, f32::max) * scale;
             for x in row.iter_mut() {
                 *x = fast_exp(*x * scale - max);
-                sum += *x;
             }
+            let sum = lanes(row, 0.0, |a, b| a + b);
             let inv = 1.0 / sum;
             row.iter_mut().for_each(|x| *x *= inv);
             lse[r] = max + sum.ln();
         }
     }
+}
 }
 
 pub fn forward(qkv: &[f32], heads: Heads, segments: &[(usize, usize)], scale: f32, out: &mut [f32], lse: &mut [f32]) {
@@ -207,13 +210,7 @@ pub fn backward(
                 softmax_rows(p, keys, first, scale, &mut block_lse, true);
                 matmul(MatMut::dense(dp, rows, keys), dout_rows(first, rows), views.v(g, keys).t(), false, 1.0);
                 // dS = P (dP - delta) * scale, zero where P is masked.
-                for r in 0..rows {
-                    let dl = delta[first + r];
-                    let (pr, dr) = (&p[r * keys..(r + 1) * keys], &mut dp[r * keys..(r + 1) * keys]);
-                    for j in 0..keys {
-                        dr[j] = pr[j] * (dr[j] - dl) * scale;
-                    }
-                }
+                score_gradient(p, dp, &delta[first..first + rows], keys, scale);
                 let (p_mat, ds) = (Mat::dense(p, rows, keys), Mat::dense(dp, rows, keys));
                 // dV_g += Pᵀ dO, dQ_h += dS K_g, dK_g += dSᵀ Q_h
                 let dv = MatMut::rows(dseg, heads.v(g), keys, d, w);
@@ -225,6 +222,18 @@ pub fn backward(
             }
         }
     });
+}
+
+widest! {
+/// dS = P (dP - delta) * scale over a block of rows, written over dP.
+fn score_gradient(p: &[f32], dp: &mut [f32], delta: &[f32], keys: usize, scale: f32) {
+    for (r, &dl) in delta.iter().enumerate() {
+        let (pr, dr) = (&p[r * keys..(r + 1) * keys], &mut dp[r * keys..(r + 1) * keys]);
+        for j in 0..keys {
+            dr[j] = pr[j] * (dr[j] - dl) * scale;
+        }
+    }
+}
 }
 
 /// One decoding step for one sequence: query heads `q` (`q_heads * head_dim`) attend to

@@ -8,6 +8,8 @@
 
 use rayon::prelude::*;
 
+use crate::storage::{fast_exp, lanes, widest};
+
 pub const IGNORE: i32 = -100;
 
 /// Returns Σ loss / normalizer and writes d(that)/d logits into `dlogits`.
@@ -23,21 +25,29 @@ pub fn forward_backward(logits: &[f32], labels: &[i32], normalizer: f32, dlogits
                 d.fill(0.0);
                 return 0.0;
             }
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-            let mut sum = 0f32;
-            for (d, &x) in d.iter_mut().zip(row) {
-                let e = (x - max).exp();
-                *d = e;
-                sum += e;
-            }
-            let lse = max + sum.ln();
-            for d in d.iter_mut() {
-                *d *= inv / sum;
-            }
-            d[label as usize] -= inv;
-            ((lse - row[label as usize]) * inv) as f64
+            row_loss(row, d, label as usize, inv) as f64
         })
         .collect();
     // Summed in row order, whatever the threads: deterministic.
     losses.iter().sum::<f64>() as f32
+}
+
+widest! {
+/// One labelled row: writes softmax(row) * inv, less inv at the label, into `d`; returns
+/// the row's loss times inv. Exponentials and their sum in separate loops, so both
+/// vectorize.
+fn row_loss(row: &[f32], d: &mut [f32], label: usize, inv: f32) -> f32 {
+    let max = lanes(row, f32::NEG_INFINITY, f32::max);
+    for (d, &x) in d.iter_mut().zip(row) {
+        *d = fast_exp(x - max);
+    }
+    let sum = lanes(d, 0.0, |a, b| a + b);
+    let lse = max + sum.ln();
+    let scale = inv / sum;
+    for d in d.iter_mut() {
+        *d *= scale;
+    }
+    d[label] -= inv;
+    (lse - row[label]) * inv
+}
 }

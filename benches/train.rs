@@ -1,0 +1,141 @@
+//! Training throughput on CPU against PyTorch, measured in the same run: the default
+//! pipeline's model (Qwen2 architecture: hidden 128, 4 layers, 4 query and 2 key/value
+//! heads, SwiGLU 384, vocabulary 512, tied embedding), batches of 2 packed rows of 1024
+//! tokens (documents of 60-300 tokens, the first 40% of each masked from the loss),
+//! AdamW with clipping. kiln is the `train` stage itself; PyTorch is transformers'
+//! `Qwen2ForCausalLM` with the same configuration, optimizer and rows
+//! (benches/train_torch.py). Both exclude the first two steps (warm-up).
+//!
+//! Run with `just bench` (which installs PyTorch and transformers into its own virtual
+//! environment and names its python in KILN_BENCH_PYTHON); `cargo test --bench train`
+//! builds it with the dev profile kiln runs with.
+
+use std::process::Command;
+
+use kiln_stages::pack::{Sequence, assemble};
+use kiln_stages::schema::standard;
+use kiln_stages::train::Train;
+use kiln_stages::{testing, tokenizer_train};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const SEQ_LEN: usize = 1024;
+const BATCH_ROWS: usize = 2;
+const WARMUP: usize = 2;
+const ROUNDS: usize = 3;
+const MODEL: &str = "{ hidden: 128, layers: 4, heads: 4, kv_heads: 2, intermediate: 384 }";
+const OPTIMIZER: &str = "{ lr: 3.0e-3, betas: [0.9, 0.95], eps: 1.0e-8, weight_decay: 0.1, max_grad_norm: 1.0 }";
+
+/// Rows of documents with random tokens from the tokenizer's vocabulary.
+fn rows(vocab: usize, rows: usize) -> (Vec<Sequence>, Vec<Vec<usize>>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let (mut sequences, mut packed) = (Vec::new(), Vec::new());
+    for _ in 0..rows {
+        let mut row = Vec::new();
+        let mut used = 0;
+        while used < SEQ_LEN {
+            let len = rng.random_range(60..=300).min(SEQ_LEN - used);
+            let ids: Vec<i32> = (0..len).map(|_| rng.random_range(3..vocab as i32)).collect();
+            let mask = (0..len).map(|t| t as f64 > len as f64 * 0.4).collect();
+            row.push(sequences.len());
+            sequences.push(Sequence { id: sequences.len() as i64, ids, mask });
+            used += len;
+        }
+        packed.push(row);
+    }
+    (sequences, packed)
+}
+
+fn main() {
+    // SAFETY: the first thing main does; no other thread exists yet.
+    unsafe { kiln_stages::device::configure_cpu_threads() };
+    // Steps measured after the warm-up; more give steadier numbers on a noisy machine.
+    let steps: usize = std::env::var("KILN_BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(12) + WARMUP;
+    let dir = tempfile::tempdir().unwrap();
+    // Words of random letters: enough distinct pairs for all 512 entries.
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let words: Vec<String> = (0..3000)
+        .map(|_| (0..rng.random_range(2..9)).map(|_| rng.random_range(b'a'..=b'z') as char).collect())
+        .collect();
+    let texts: Vec<String> = (0..5000)
+        .map(|_| (0..40).map(|_| words[rng.random_range(0..words.len())].as_str()).collect::<Vec<_>>().join(" "))
+        .collect();
+    let tokenizer =
+        tokenizer_train::train(&tokenizer_train::Params { vocab_size: 512, ..Default::default() }, &texts).unwrap();
+    std::fs::create_dir_all(dir.path().join("tok")).unwrap();
+    tokenizer_train::save(&tokenizer, &dir.path().join("tok")).unwrap();
+    let vocab = tokenizer.get_vocab_size(true);
+    let (sequences, packed) = rows(vocab, steps * BATCH_ROWS);
+    let columns = assemble(&sequences, &packed, SEQ_LEN, 0);
+    let table = testing::write_table(&dir.path().join("packed"), standard::packed(), columns);
+    let inputs = || vec![("data", table.clone()), ("tokenizer", testing::files(&dir.path().join("tok"), "tokenizer"))];
+
+    // kiln: the stage run for the warm-up steps alone and for all of them; the difference
+    // is the steady steps. Rows are visited in a seeded order, so both see the same ones.
+    let seconds = |steps: usize, out: &str| -> f64 {
+        let with = format!(
+            "{{ model: {MODEL}, optimizer: {OPTIMIZER}, steps: {steps}, batch_rows: {BATCH_ROWS}, checkpoint_every: 0 }}"
+        );
+        let report = testing::run::<Train>(&with, inputs(), &dir.path().join(out), 1).unwrap();
+        report.metrics["train_seconds"].as_f64().unwrap()
+    };
+    // PyTorch gets the same rows (in file order; the order does not change the work).
+    let batches = testing::read(&dir.path().join("packed"));
+    let cols = kiln_stages::table::Columns::new(&batches[0]);
+    let list = |name: &str, r: usize| kiln_stages::table::list_i32(cols.lists(name).unwrap(), r).unwrap();
+    let rows: Vec<serde_json::Value> = (0..batches[0].num_rows())
+        .map(|r| json!({ "input_ids": list("input_ids", r), "labels": list("labels", r), "position_ids": list("position_ids", r) }))
+        .collect();
+    let spec = json!({
+        "vocab_size": vocab,
+        "model": { "hidden": 128, "layers": 4, "heads": 4, "kv_heads": 2, "intermediate": 384, "rope_theta": 10000.0,
+                   "rms_norm_eps": 1e-6, "tie_embeddings": true, "max_positions": 4096 },
+        "optimizer": { "lr": 3e-3, "betas": [0.9, 0.95], "eps": 1e-8, "weight_decay": 0.1, "max_grad_norm": 1.0 },
+        "rows": rows, "batch_rows": BATCH_ROWS, "warmup_steps": WARMUP,
+    });
+    let spec_path = dir.path().join("rows.json");
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let python = std::env::var("KILN_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/train_torch.py");
+    let threads = rayon::current_num_threads();
+    println!("kiln training benchmark ({threads} threads, f32 on CPU)");
+    // Alternate kiln and PyTorch for a few rounds and compare medians: the machine's
+    // load drifts, and each round's pair sees about the same load.
+    let torch_once = || -> Option<f64> {
+        let out = Command::new(&python).arg(script).arg(&spec_path).output().ok().filter(|o| o.status.success())?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines().find_map(|l| l.strip_prefix("tokens_per_s ")).and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    let (mut kilns, mut torches) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let warm = seconds(WARMUP, &format!("warm{round}"));
+        let all = seconds(steps, &format!("all{round}"));
+        kilns.push(((steps - WARMUP) * BATCH_ROWS * SEQ_LEN) as f64 / (all - warm));
+        match torch_once() {
+            Some(t) => torches.push(t),
+            None => break,
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let kiln = median(&mut kilns);
+    let torch = (!torches.is_empty()).then(|| median(&mut torches));
+    let shape = format!("Qwen2 {MODEL}, vocab {vocab}, {BATCH_ROWS} x {SEQ_LEN} tokens per step");
+    match torch {
+        Some(torch) => {
+            println!(
+                "train ({shape}): kiln {kiln:.0} tokens/s, PyTorch {torch:.0} tokens/s (medians of {ROUNDS} alternating rounds): {:.2}x",
+                kiln / torch
+            )
+        }
+        None => println!(
+            "train ({shape}): kiln {kiln:.0} tokens/s; PyTorch baseline unavailable ({python} with torch and transformers: `just bench` installs them)"
+        ),
+    }
+}
