@@ -138,4 +138,42 @@ fn main() {
             "train ({shape}): kiln {kiln:.0} tokens/s; PyTorch baseline unavailable ({python} with torch and transformers: `just bench` installs them)"
         ),
     }
+    checkpoint_in_transformers(&dir.path().join("all0/model"), &sequences[0].ids, &python);
+}
+
+/// The trained checkpoint loaded by transformers as `Qwen2ForCausalLM` gives the logits
+/// kiln gives, on one document.
+fn checkpoint_in_transformers(model_dir: &std::path::Path, ids: &[i32], python: &str) {
+    let model = kiln_stages::model::checkpoint::load(model_dir).unwrap();
+    let n = ids.len();
+    let tokens =
+        kiln_stages::model::Tokens::new(ids.iter().map(|&t| t as u32).collect(), (0..n as u32).collect(), vec![(0, n)])
+            .unwrap();
+    let logits: Vec<Vec<f32>> =
+        model.logits(&model.hidden(&tokens, |_, _| Ok(())).unwrap()).unwrap().to_vec2().unwrap();
+    let spec = json!({ "dir": model_dir, "ids": ids, "logits": logits });
+    let path = model_dir.parent().unwrap().join("interop.json");
+    std::fs::write(&path, spec.to_string()).unwrap();
+    let script = r#"
+import json, sys, torch
+from transformers import Qwen2ForCausalLM
+spec = json.load(open(sys.argv[1]))
+model = Qwen2ForCausalLM.from_pretrained(spec["dir"], torch_dtype=torch.float32, attn_implementation="eager").eval()
+with torch.no_grad():
+    logits = model(input_ids=torch.tensor([spec["ids"]])).logits[0]
+reference = torch.tensor(spec["logits"])
+print((logits - reference).abs().max().item(), reference.abs().max().item())
+"#;
+    let out = Command::new(python).arg("-c").arg(script).arg(&path).output();
+    match out.ok().filter(|o| o.status.success()) {
+        Some(o) => {
+            let text = String::from_utf8_lossy(&o.stdout).to_string();
+            let values: Vec<f64> = text.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+            println!(
+                "checkpoint: transformers Qwen2ForCausalLM loads kiln's model.safetensors; logits over a {n}-token document differ from kiln's by at most {:.2e} (largest logit {:.2})",
+                values[0], values[1]
+            );
+        }
+        None => println!("checkpoint: transformers unavailable, interoperability not checked"),
+    }
 }
