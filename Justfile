@@ -32,6 +32,13 @@ bench:
     cargo test --bench kernels
     KILN_BENCH_PYTHON={{bench_venv}}/bin/python cargo test --bench train
 
+# The CUDA build (candle's CUDA backend, kiln's kernels on the GPU, sm_90, CUDA 13.0) on a
+# machine without a toolkit: pinned PyPI wheels provide nvcc (shared/GPU.md). Extra
+# arguments replace `build --release --features cuda`, e.g. `just build-cuda test
+# --release --features cuda --no-run -p kiln-kernels` for the GPU tests.
+build-cuda *args:
+    scripts/build-cuda.sh {{args}}
+
 # Formatting and lints, as CI would check them.
 lint:
     cargo fmt --all -- --check

@@ -10,6 +10,8 @@
 pub mod adamw;
 pub mod attention;
 pub mod cross_entropy;
+#[cfg(feature = "cuda")]
+pub mod gpu;
 pub mod ptx;
 pub mod rms_norm;
 pub mod rope;

@@ -29,12 +29,20 @@ pub fn attention(qkv: &Tensor, heads: Heads, segments: &Arc<Vec<(usize, usize)>>
     qkv.apply_op1(Attention { heads, segments: segments.clone(), scale, lse: Mutex::new(None) })
 }
 
+/// The forward's log-sum-exp per query (`[tokens, q_heads]`), kept for the backward
+/// where the forward ran.
+#[derive(Clone)]
+enum Lse {
+    Cpu(Arc<Vec<f32>>),
+    #[cfg(feature = "cuda")]
+    Gpu(Arc<candle_core::cuda_backend::cudarc::driver::CudaSlice<f32>>),
+}
+
 struct Attention {
     heads: Heads,
     segments: Arc<Vec<(usize, usize)>>,
     scale: f32,
-    /// The forward's log-sum-exp per query, kept for the backward.
-    lse: Mutex<Option<Arc<Vec<f32>>>>,
+    lse: Mutex<Option<Lse>>,
 }
 
 impl CustomOp1 for Attention {
@@ -48,7 +56,7 @@ impl CustomOp1 for Attention {
         let mut out = vec![0f32; tokens * self.heads.out_width()];
         let mut lse = vec![0f32; tokens * self.heads.q_heads];
         cpu::forward(qkv, self.heads, &self.segments, self.scale, &mut out, &mut lse);
-        *self.lse.lock().expect("not poisoned") = Some(Arc::new(lse));
+        *self.lse.lock().expect("not poisoned") = Some(Lse::Cpu(Arc::new(lse)));
         Ok((CpuStorage::F32(out), Shape::from((tokens, self.heads.out_width()))))
     }
 
@@ -59,13 +67,23 @@ impl CustomOp1 for Attention {
         let op = AttentionBackward { heads: self.heads, segments: self.segments.clone(), scale: self.scale, lse };
         Ok(Some(qkv.apply_op3_no_bwd(out, &dout.contiguous()?, &op)?))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s: &candle_core::CudaStorage, l: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        crate::gpu::by_dtype(
+            s,
+            self.name(),
+            || gpu::forward::<f32>(self, s, l),
+            || gpu::forward::<half::bf16>(self, s, l),
+        )?
+    }
 }
 
 struct AttentionBackward {
     heads: Heads,
     segments: Arc<Vec<(usize, usize)>>,
     scale: f32,
-    lse: Arc<Vec<f32>>,
+    lse: Lse,
 }
 
 impl CustomOp3 for AttentionBackward {
@@ -83,9 +101,143 @@ impl CustomOp3 for AttentionBackward {
         dl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (qkv, out, dout) = (f32s(qs, ql, self.name())?, f32s(os, ol, self.name())?, f32s(ds, dl, self.name())?);
+        // Irrefutable in a build without CUDA.
+        #[allow(irrefutable_let_patterns)]
+        let Lse::Cpu(lse) = &self.lse else {
+            bail!("packed-attention: the forward ran on another device");
+        };
         let mut dqkv = vec![0f32; qkv.len()];
-        cpu::backward(qkv, out, &self.lse, dout, self.heads, &self.segments, self.scale, &mut dqkv);
+        cpu::backward(qkv, out, lse, dout, self.heads, &self.segments, self.scale, &mut dqkv);
         Ok((CpuStorage::F32(dqkv), ql.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        qs: &candle_core::CudaStorage,
+        ql: &Layout,
+        os: &candle_core::CudaStorage,
+        ol: &Layout,
+        ds: &candle_core::CudaStorage,
+        dl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        crate::gpu::by_dtype(
+            qs,
+            self.name(),
+            || gpu::backward::<f32>(self, qs, ql, os, ol, ds, dl),
+            || gpu::backward::<half::bf16>(self, qs, ql, os, ol, ds, dl),
+        )?
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod gpu {
+    use std::sync::Arc;
+
+    use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+    use candle_core::{CudaStorage, Layout, Result, Shape, bail};
+
+    use super::{Attention, AttentionBackward, Heads, Lse};
+    use crate::gpu::{Float, elementwise, function, launched, view};
+
+    /// Query (or key) rows per block, and the widest head the kernels hold in registers
+    /// (TILE_Q and MAX_D of kernel.cu).
+    const TILE: usize = 64;
+    const MAX_D: usize = 128;
+
+    /// The tiles of every document, (start, len, first row) each, on the device.
+    fn tiles(stream: &Arc<CudaStream>, segments: &[(usize, usize)]) -> Result<(CudaSlice<i32>, usize)> {
+        let mut t = Vec::new();
+        for &(start, len) in segments {
+            for first in (0..len).step_by(TILE) {
+                t.extend([start as i32, len as i32, first as i32]);
+            }
+        }
+        let count = t.len() / 3;
+        if t.is_empty() {
+            t.extend([0, 0, 0]);
+        }
+        Ok((stream.clone_htod(&t).map_err(candle_core::Error::wrap)?, count))
+    }
+
+    fn check(heads: Heads) -> Result<()> {
+        if heads.head_dim > MAX_D {
+            bail!("packed-attention: head size {} above the CUDA kernel's {MAX_D}", heads.head_dim);
+        }
+        Ok(())
+    }
+
+    fn grid(tiles: usize, heads: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (tiles.max(1) as u32, heads as u32, 1),
+            block_dim: (TILE as u32, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    pub fn forward<T: Float>(op: &Attention, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        let h = op.heads;
+        check(h)?;
+        let tokens = l.dims()[0];
+        let device = s.device.clone();
+        let stream = device.cuda_stream();
+        let qkv = view::<T>(s, l, "packed-attention")?;
+        let (tiles, count) = tiles(&stream, &op.segments)?;
+        let mut out = device.alloc_zeros::<T>(tokens * h.out_width())?;
+        let mut lse = device.alloc_zeros::<f32>((tokens * h.q_heads).max(1))?;
+        if count > 0 {
+            let func = function(&device, "attention", &format!("attention_fwd_{}", T::SUFFIX))?;
+            let mut b = stream.launch_builder(&func);
+            let (hq, hkv, d) = (h.q_heads as i32, h.kv_heads as i32, h.head_dim as i32);
+            b.arg(&qkv).arg(&tiles).arg(&mut out).arg(&mut lse).arg(&hq).arg(&hkv).arg(&d).arg(&op.scale);
+            // SAFETY: the arguments match the kernel's signature; the tiles lie inside the tokens.
+            launched(unsafe { b.launch(grid(count, h.q_heads)) }.map(|_| ()))?;
+        }
+        *op.lse.lock().expect("not poisoned") = Some(Lse::Gpu(Arc::new(lse)));
+        Ok((CudaStorage::wrap_cuda_slice(out, device), Shape::from((tokens, h.out_width()))))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward<T: Float>(
+        op: &AttentionBackward,
+        qs: &CudaStorage,
+        ql: &Layout,
+        os: &CudaStorage,
+        ol: &Layout,
+        ds: &CudaStorage,
+        dl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let Lse::Gpu(lse) = &op.lse else {
+            bail!("packed-attention: the forward ran on another device");
+        };
+        let h = op.heads;
+        let tokens = ql.dims()[0];
+        let device = qs.device.clone();
+        let stream = device.cuda_stream();
+        let (qkv, out, dout) =
+            (view::<T>(qs, ql, "attention")?, view::<T>(os, ol, "attention")?, view::<T>(ds, dl, "attention")?);
+        let (hq, hkv, d) = (h.q_heads as i32, h.kv_heads as i32, h.head_dim as i32);
+        let mut delta = device.alloc_zeros::<f32>((tokens * h.q_heads).max(1))?;
+        let func = function(&device, "attention", &format!("attention_bwd_delta_{}", T::SUFFIX))?;
+        let mut b = stream.launch_builder(&func);
+        let tokens_arg = tokens as i64;
+        b.arg(&out).arg(&dout).arg(&mut delta).arg(&tokens_arg).arg(&hq).arg(&d);
+        // SAFETY: the arguments match the kernel's signature.
+        launched(unsafe { b.launch(elementwise(tokens * h.q_heads)) }.map(|_| ()))?;
+        drop(b);
+        let (tiles, count) = tiles(&stream, &op.segments)?;
+        let mut dqkv = device.alloc_zeros::<T>(tokens * h.qkv_width())?;
+        if count > 0 {
+            for (entry, heads) in [("attention_bwd_dq", h.q_heads), ("attention_bwd_dkv", h.kv_heads)] {
+                let func = function(&device, "attention", &format!("{entry}_{}", T::SUFFIX))?;
+                let mut b = stream.launch_builder(&func);
+                b.arg(&qkv).arg(&dout).arg(lse.as_ref()).arg(&delta).arg(&tiles).arg(&mut dqkv);
+                b.arg(&hq).arg(&hkv).arg(&d).arg(&op.scale);
+                // SAFETY: as above; dq and dk/dv write disjoint columns of dqkv.
+                launched(unsafe { b.launch(grid(count, heads)) }.map(|_| ()))?;
+            }
+        }
+        Ok((CudaStorage::wrap_cuda_slice(dqkv, device), ql.shape().clone()))
     }
 }
 

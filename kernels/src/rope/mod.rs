@@ -62,6 +62,52 @@ impl CustomOp1 for Rope {
         let inverse = Rope { inverse: !self.inverse, ..self.clone() };
         Ok(Some(dy.contiguous()?.apply_op1(inverse)?))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s: &candle_core::CudaStorage, l: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        crate::gpu::by_dtype(s, self.name(), || gpu::apply::<f32>(self, s, l), || gpu::apply::<half::bf16>(self, s, l))?
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod gpu {
+    use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
+    use candle_core::{CudaStorage, Layout, Result, Shape, bail};
+
+    use super::Rope;
+    use crate::gpu::{Float, elementwise, function, launched, view};
+
+    pub fn apply<T: Float>(op: &Rope, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        let &[tokens, heads, d] = l.dims() else {
+            bail!("rope: expects [tokens, heads, head_dim], got {:?}", l.dims());
+        };
+        let half = d / 2;
+        if d != op.table.head_dim || op.positions.len() != tokens {
+            bail!("rope: head_dim {d} or {} positions do not fit {tokens} tokens", op.positions.len());
+        }
+        let rows = op.positions.iter().max().map_or(0, |&p| p as usize + 1);
+        if rows > op.table.max_positions() {
+            bail!("rope: position {} beyond the table's {}", rows - 1, op.table.max_positions());
+        }
+        let device = s.device.clone();
+        let stream = device.cuda_stream();
+        // Only the table rows the positions use go to the device.
+        let cos = stream.clone_htod(&op.table.cos[..rows * half]).map_err(candle_core::Error::wrap)?;
+        let sin = stream.clone_htod(&op.table.sin[..rows * half]).map_err(candle_core::Error::wrap)?;
+        let positions: Vec<i32> = op.positions.iter().map(|&p| p as i32).collect();
+        let positions = stream.clone_htod(&positions).map_err(candle_core::Error::wrap)?;
+        let x = view::<T>(s, l, "rope")?;
+        let mut y = device.alloc_zeros::<T>(tokens * heads * d)?;
+        let func = function(&device, "rope", &format!("rope_{}", T::SUFFIX))?;
+        let mut b = stream.launch_builder(&func);
+        let (tokens_arg, heads_arg, rotated_arg, d_arg, inverse_arg) =
+            (tokens as i64, heads as i32, op.rotated as i32, d as i32, op.inverse as i32);
+        b.arg(&x).arg(&mut y).arg(&cos).arg(&sin).arg(&positions);
+        b.arg(&tokens_arg).arg(&heads_arg).arg(&rotated_arg).arg(&d_arg).arg(&inverse_arg);
+        // SAFETY: the arguments match the kernel's signature; sizes were checked above.
+        launched(unsafe { b.launch(elementwise(tokens * heads * half)) }.map(|_| ()))?;
+        Ok((CudaStorage::wrap_cuda_slice(y, device), l.shape().clone()))
+    }
 }
 
 #[cfg(test)]

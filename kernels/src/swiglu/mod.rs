@@ -38,6 +38,11 @@ impl CustomOp1 for SwiGlu {
     fn bwd(&self, gate_up: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(gate_up.apply_op2_no_bwd(&dy.contiguous()?, &SwiGluBackward)?))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s: &candle_core::CudaStorage, l: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        gpu::by_dtype(s, self.name(), || gpu::forward::<f32>(s, l), || gpu::forward::<half::bf16>(s, l))?
+    }
 }
 
 struct SwiGluBackward;
@@ -53,6 +58,73 @@ impl CustomOp2 for SwiGluBackward {
         let mut dx = vec![0f32; x.len()];
         cpu::backward(x, f, dy, &mut dx);
         Ok((CpuStorage::F32(dx), xl.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+        ds: &candle_core::CudaStorage,
+        dl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        gpu::by_dtype(
+            xs,
+            self.name(),
+            || gpu::backward::<f32>(xs, xl, ds, dl),
+            || gpu::backward::<half::bf16>(xs, xl, ds, dl),
+        )?
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod gpu {
+    use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
+    use candle_core::{CudaStorage, Layout, Result, Shape, bail};
+
+    pub use crate::gpu::by_dtype;
+    use crate::gpu::{Float, elementwise, function, launched, view};
+
+    fn rows_f(l: &Layout) -> Result<(usize, usize)> {
+        match l.dims() {
+            &[rows, width] if width % 2 == 0 => Ok((rows, width / 2)),
+            dims => bail!("swiglu: expects [rows, 2F], got {dims:?}"),
+        }
+    }
+
+    pub fn forward<T: Float>(s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        let (rows, f) = rows_f(l)?;
+        let device = s.device.clone();
+        let x = view::<T>(s, l, "swiglu")?;
+        let mut y = device.alloc_zeros::<T>(rows * f)?;
+        let func = function(&device, "swiglu", &format!("swiglu_fwd_{}", T::SUFFIX))?;
+        let stream = device.cuda_stream();
+        let mut b = stream.launch_builder(&func);
+        let (rows_arg, f_arg) = (rows as i64, f as i32);
+        b.arg(&x).arg(&mut y).arg(&rows_arg).arg(&f_arg);
+        // SAFETY: the arguments match the kernel's signature; sizes were checked above.
+        launched(unsafe { b.launch(elementwise(rows * f)) }.map(|_| ()))?;
+        Ok((CudaStorage::wrap_cuda_slice(y, device), Shape::from((rows, f))))
+    }
+
+    pub fn backward<T: Float>(
+        xs: &CudaStorage,
+        xl: &Layout,
+        ds: &CudaStorage,
+        dl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (rows, f) = rows_f(xl)?;
+        let device = xs.device.clone();
+        let (x, dy) = (view::<T>(xs, xl, "swiglu")?, view::<T>(ds, dl, "swiglu")?);
+        let mut dx = device.alloc_zeros::<T>(rows * 2 * f)?;
+        let func = function(&device, "swiglu", &format!("swiglu_bwd_{}", T::SUFFIX))?;
+        let stream = device.cuda_stream();
+        let mut b = stream.launch_builder(&func);
+        let (rows_arg, f_arg) = (rows as i64, f as i32);
+        b.arg(&x).arg(&dy).arg(&mut dx).arg(&rows_arg).arg(&f_arg);
+        // SAFETY: as in `forward`.
+        launched(unsafe { b.launch(elementwise(rows * f)) }.map(|_| ()))?;
+        Ok((CudaStorage::wrap_cuda_slice(dx, device), xl.shape().clone()))
     }
 }
 

@@ -155,10 +155,12 @@ impl DeviceChoice {
     /// key is the same wherever it is planned); the run needs it.
     fn check_available(self) -> Result<()> {
         if self == DeviceChoice::Cuda && crate::device::name() != "cuda" {
-            return Err(StageError::param(
-                "device",
-                "is cuda, but this kiln was built without CUDA support (`just build-cuda` builds one with it)",
-            ));
+            let why = if cfg!(feature = "cuda") {
+                "is cuda: this build launches kiln's kernels on a GPU, but training on one is not wired yet"
+            } else {
+                "is cuda, but this kiln was built without CUDA support (`just build-cuda` builds one with it)"
+            };
+            return Err(StageError::param("device", why));
         }
         Ok(())
     }
