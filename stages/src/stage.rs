@@ -169,6 +169,9 @@ pub trait Stage: Send + Sync + 'static {
     const RANDOM: bool = false;
     /// Whether the output depends on the device and kernels (train, eval).
     const USES_DEVICE: bool = false;
+    /// Top-level parameters that cannot change the output (how often training writes a
+    /// resumable checkpoint): left out of the key, so changing one reruns nothing.
+    const NOT_IN_KEY: &'static [&'static str] = &[];
 
     fn inputs() -> &'static [InputDecl];
 
@@ -214,7 +217,7 @@ pub trait StageKind: Send + Sync {
 
 /// A stage kind with its parameters typed and checked.
 pub trait ConfiguredStage: Send + Sync {
-    /// The parameters after defaults, as they enter the cache key.
+    /// The parameters after defaults, as they enter the cache key (without `NOT_IN_KEY`).
     fn params(&self) -> &serde_json::Value;
     fn outputs(&self, inputs: &InputArtifacts) -> Result<Vec<OutputDecl>>;
     fn external_files(&self) -> Vec<ExternalFile>;
@@ -270,7 +273,12 @@ impl<S: Stage> StageKind for KindOf<S> {
             StageError::param(path, e.into_inner().to_string())
         })?;
         S::check(&params)?;
-        let canonical = serde_json::to_value(&params).expect("parameters serialize");
+        let mut canonical = serde_json::to_value(&params).expect("parameters serialize");
+        if let serde_json::Value::Object(map) = &mut canonical {
+            for name in S::NOT_IN_KEY {
+                map.shift_remove(*name);
+            }
+        }
         Ok(Box::new(Configured::<S> { params, canonical }))
     }
 }

@@ -34,6 +34,10 @@ fn the_smoke_pipeline_runs_then_is_all_cached() {
     let out = work.ok(&["run", SMOKE]);
     expect(&work, &all("cached"));
     assert!(out.contains("8 cached"), "{out}");
+
+    // How often training checkpoints cannot change what it writes: not in the key.
+    let plan = work.ok(&["plan", SMOKE, "--set", "sft.with.checkpoint_every=3"]);
+    assert!(!plan.contains("will run"), "{plan}");
 }
 
 /// Status comes from the digests recorded in `meta.json`: a no-op run never opens an

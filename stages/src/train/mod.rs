@@ -206,6 +206,7 @@ impl Stage for Train {
     const ABOUT: &'static str = "train a Qwen2-architecture decoder on packed rows (AdamW, warm-up + cosine)";
     const RANDOM: bool = true;
     const USES_DEVICE: bool = true;
+    const NOT_IN_KEY: &'static [&'static str] = &["checkpoint_every"];
 
     fn inputs() -> &'static [InputDecl] {
         &[
