@@ -82,15 +82,31 @@ pub struct OptimizerParams {
     pub lr: f64,
     pub betas: [f64; 2],
     pub eps: f64,
+    /// Decoupled weight decay, on matrices only: never on norms and biases, and on the
+    /// token embedding only with `decay_embedding` (an untied output head is a matrix).
     pub weight_decay: f64,
+    pub decay_embedding: bool,
     /// Global gradient-norm clipping; 0 for none.
     pub max_grad_norm: f64,
 }
 
 impl Default for OptimizerParams {
     fn default() -> Self {
-        OptimizerParams { lr: 1e-3, betas: [0.9, 0.95], eps: 1e-8, weight_decay: 0.1, max_grad_norm: 1.0 }
+        OptimizerParams {
+            lr: 1e-3,
+            betas: [0.9, 0.95],
+            eps: 1e-8,
+            weight_decay: 0.1,
+            decay_embedding: false,
+            max_grad_norm: 1.0,
+        }
     }
+}
+
+/// Whether weight decay applies to each parameter, in `Model::parameters` order.
+fn decays(model: &Model, o: &OptimizerParams) -> Vec<bool> {
+    let embed = model.embed.id();
+    model.parameters().iter().map(|(t, matrix)| *matrix || (o.decay_embedding && t.id() == embed)).collect()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -531,6 +547,7 @@ fn train(
 ) -> Result<Trained> {
     let parameters = model.parameters();
     let o = &params.optimizer;
+    let decay = decays(model, o);
     let per_step = params.batch_rows * params.accumulation;
     let mut order = Order::at(rows.len(), ctx.seed, state.epoch, state.at);
     let progress = ctx.progress();
@@ -591,10 +608,11 @@ fn train(
         let updates: Vec<Update> = parameters
             .iter()
             .zip(&grads)
-            .map(|((param, decay), g)| Update {
+            .zip(&decay)
+            .map(|(((param, _), g), &decay)| Update {
                 param,
                 grad: g.as_ref().unwrap_or_else(|| zero_iter.next().expect("one zero per missing gradient")),
-                decay: *decay,
+                decay,
             })
             .collect();
         let max_norm = (o.max_grad_norm > 0.0).then_some(o.max_grad_norm);
@@ -827,6 +845,26 @@ mod tests {
         let err = testing::run::<Train>(&with, self::inputs(dir.path()), &dir.path().join("y"), 0).unwrap_err();
         let err = err.to_string();
         assert!(err.contains("config.json") && err.contains(&format!("tokenizer has {vocab} tokens")), "{err}");
+    }
+
+    /// Matrices decay; norms, biases and the embedding do not, unless asked.
+    #[test]
+    fn weight_decay_falls_on_matrices_and_on_the_embedding_when_asked() -> Result<()> {
+        let mut config = Params::default().config(11, None, None);
+        config.tie_word_embeddings = false;
+        let (model, _) = Model::init(&config, 1)?;
+        let o = OptimizerParams::default();
+        let flags = decays(&model, &o);
+        let b = &model.blocks[0];
+        let flag =
+            |t: &candle_core::Tensor| flags[model.parameters().iter().position(|(p, _)| p.id() == t.id()).unwrap()];
+        assert!(!flag(&model.embed) && !flag(&model.norm) && !flag(&b.input_norm) && !flag(&b.qkv_bias));
+        assert!(flag(&b.qkv_weight) && flag(&b.o_weight) && flag(&b.gate_up_weight) && flag(&b.down_weight));
+        assert!(flag(model.lm_head.as_ref().unwrap()));
+        let asked = decays(&model, &OptimizerParams { decay_embedding: true, ..o });
+        assert_eq!(asked.iter().filter(|&&d| d).count(), flags.iter().filter(|&&d| d).count() + 1);
+        assert!(asked[0] && model.parameters()[0].0.id() == model.embed.id());
+        Ok(())
     }
 
     #[test]
