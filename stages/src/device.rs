@@ -3,7 +3,18 @@
 
 /// `cpu`, or `cuda` in a build with the `cuda` feature and a GPU present.
 pub fn name() -> &'static str {
-    "cpu"
+    if cuda_device().is_some() { "cuda" } else { "cpu" }
+}
+
+/// The first GPU, in a build with the `cuda` feature where one answers (looked for once).
+pub fn cuda_device() -> Option<candle_core::Device> {
+    #[cfg(feature = "cuda")]
+    {
+        static GPU: std::sync::OnceLock<Option<candle_core::Device>> = std::sync::OnceLock::new();
+        GPU.get_or_init(|| candle_core::Device::new_cuda(0).ok()).clone()
+    }
+    #[cfg(not(feature = "cuda"))]
+    None
 }
 
 /// Digest of the kernel sources compiled into this build.

@@ -11,10 +11,13 @@ pub use cpu::Hyper;
 
 use crate::storage::{f32s, f32s_mut};
 
-/// The optimizer state: first and second moments per parameter.
+/// The optimizer state: first and second moments per parameter (on the host; for
+/// parameters on a GPU, in `device_moments` while training and copied back by
+/// `sync_to_host`).
 pub struct AdamW {
     pub moments: Vec<(Vec<f32>, Vec<f32>)>,
     pub steps: u64,
+    device_moments: Option<Vec<(Tensor, Tensor)>>,
 }
 
 /// One parameter to update: its tensor (a `Var`'s), its gradient and whether weight decay
@@ -27,7 +30,74 @@ pub struct Update<'a> {
 
 impl AdamW {
     pub fn new(sizes: &[usize]) -> Self {
-        AdamW { moments: sizes.iter().map(|&n| (vec![0.0; n], vec![0.0; n])).collect(), steps: 0 }
+        Self::from_state(sizes.iter().map(|&n| (vec![0.0; n], vec![0.0; n])).collect(), 0)
+    }
+
+    /// A state read back (moments per parameter, steps taken).
+    pub fn from_state(moments: Vec<(Vec<f32>, Vec<f32>)>, steps: u64) -> Self {
+        AdamW { moments, steps, device_moments: None }
+    }
+
+    /// One step for parameters on any device, composed of candle tensor ops (the GPU
+    /// path; on the CPU, `step` runs the fused twin). Same formulas and clipping as
+    /// `step`; the moments live on the parameters' device until `sync_to_host`.
+    pub fn step_vars(
+        &mut self,
+        vars: &[candle_core::Var],
+        grads: &[&Tensor],
+        decay: &[bool],
+        hyper: Hyper,
+        max_norm: Option<f64>,
+    ) -> Result<f64> {
+        if vars.len() != self.moments.len() || grads.len() != vars.len() || decay.len() != vars.len() {
+            bail!("adamw: {} parameters for a state of {}", vars.len(), self.moments.len());
+        }
+        if self.device_moments.is_none() {
+            let upload = |values: &Vec<f32>, like: &Tensor| Tensor::from_slice(values, like.shape(), like.device());
+            let moments = self
+                .moments
+                .iter()
+                .zip(vars)
+                .map(|((m, v), var)| Ok((upload(m, var.as_tensor())?, upload(v, var.as_tensor())?)))
+                .collect::<Result<Vec<_>>>()?;
+            self.device_moments = Some(moments);
+        }
+        let mut norm_sq = 0f64;
+        for g in grads {
+            norm_sq += g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        }
+        let norm = norm_sq.sqrt();
+        let scale = match max_norm {
+            Some(max) if norm > max => max / (norm + 1e-6),
+            _ => 1.0,
+        };
+        self.steps += 1;
+        let t = self.steps as i32;
+        let h = hyper;
+        let bias1 = 1.0 - (h.beta1 as f64).powi(t);
+        let bias2_sqrt = (1.0 - (h.beta2 as f64).powi(t)).sqrt();
+        let moments = self.device_moments.as_mut().expect("uploaded above");
+        for (((var, g), &decay), (m, v)) in vars.iter().zip(grads).zip(decay).zip(moments.iter_mut()) {
+            let g = (g.to_dtype(candle_core::DType::F32)? * scale)?;
+            let shrink = if decay { 1.0 - h.lr as f64 * h.weight_decay as f64 } else { 1.0 };
+            *m = ((&*m * h.beta1 as f64)? + (&g * (1.0 - h.beta1 as f64))?)?;
+            *v = ((&*v * h.beta2 as f64)? + (g.sqr()? * (1.0 - h.beta2 as f64))?)?;
+            let denom = ((v.sqrt()? / bias2_sqrt)? + h.eps as f64)?;
+            let p = ((var.as_tensor() * shrink)? - ((&*m / denom)? * (h.lr as f64 / bias1))?)?;
+            var.set(&p)?;
+        }
+        Ok(norm)
+    }
+
+    /// Copies the moments of `step_vars` back into `moments` (to save them).
+    pub fn sync_to_host(&mut self) -> Result<()> {
+        if let Some(device) = &self.device_moments {
+            for ((m, v), (dm, dv)) in self.moments.iter_mut().zip(device) {
+                *m = dm.flatten_all()?.to_vec1()?;
+                *v = dv.flatten_all()?.to_vec1()?;
+            }
+        }
+        Ok(())
     }
 
     /// The global L2 norm of the gradients.
@@ -123,6 +193,42 @@ mod tests {
             reference = reference_step(&reference.0, &grad, &reference.1, &reference.2, hyper, t)?;
             let diff = crate::testing::max_relative_diff(param.as_tensor(), &reference.0)?;
             assert!(diff < 1e-6, "step {t}: {diff} (seed {seed})");
+        }
+        Ok(())
+    }
+
+    /// The composed path (used on the GPU) takes the same steps as the fused twin, here
+    /// on the CPU, with clipping and decay on one parameter of two.
+    #[test]
+    fn the_composed_step_matches_the_fused_one() -> Result<()> {
+        let seed = fresh_seed();
+        let hyper = Hyper { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 };
+        let fused = [Var::from_tensor(&random(seed, &[13, 5])?)?, Var::from_tensor(&random(seed + 1, &[7])?)?];
+        let composed = [Var::from_tensor(&random(seed, &[13, 5])?)?, Var::from_tensor(&random(seed + 1, &[7])?)?];
+        let (mut a, mut b) = (AdamW::new(&[65, 7]), AdamW::new(&[65, 7]));
+        for t in 0..3u64 {
+            let grads = [random(seed + 10 + t, &[13, 5])?, random(seed + 20 + t, &[7])?];
+            let updates = [
+                Update { param: fused[0].as_tensor(), grad: &grads[0], decay: true },
+                Update { param: fused[1].as_tensor(), grad: &grads[1], decay: false },
+            ];
+            let na = a.step(&updates, hyper, Some(2.0))?;
+            let nb = b.step_vars(&composed, &[&grads[0], &grads[1]], &[true, false], hyper, Some(2.0))?;
+            assert!((na - nb).abs() < 1e-5 * na, "norms {na} {nb}");
+            for (x, y) in fused.iter().zip(&composed) {
+                let diff = crate::testing::max_relative_diff(x.as_tensor(), y.as_tensor())?;
+                assert!(diff < 1e-6, "step {t}: {diff} (seed {seed})");
+            }
+        }
+        b.sync_to_host()?;
+        assert_eq!(b.steps, 3);
+        for ((ma, va), (mb, vb)) in a.moments.iter().zip(&b.moments) {
+            // Relative to the largest moment: the clipping factor is f32 in one, f64 in the other.
+            let close = |x: &[f32], y: &[f32]| {
+                let scale = x.iter().fold(1e-12f32, |m, v| m.max(v.abs()));
+                x.iter().zip(y).all(|(p, q)| (p - q).abs() <= 1e-5 * scale)
+            };
+            assert!(close(ma, mb) && close(va, vb), "moments differ (seed {seed})");
         }
         Ok(())
     }

@@ -57,6 +57,11 @@ pub struct Tokens {
 }
 
 impl Tokens {
+    /// The same tokens with their ids on `device` (positions and segments stay on the host).
+    pub fn to_device(self, device: &Device) -> Result<Self> {
+        Ok(Tokens { ids: self.ids.to_device(device)?, ..self })
+    }
+
     pub fn new(ids: Vec<u32>, positions: Vec<u32>, segments: Vec<(usize, usize)>) -> Result<Self> {
         let n = ids.len();
         Ok(Tokens {
@@ -150,12 +155,12 @@ impl Model {
         out
     }
 
-    /// The same model with every parameter copied into a `Var`; the vars come in
-    /// `parameters()` order.
-    pub fn trainable(&self) -> Result<(Model, Vec<Var>)> {
+    /// The same model with every parameter copied into a `Var` on `device`; the vars
+    /// come in `parameters()` order.
+    pub fn trainable(&self, device: &Device) -> Result<(Model, Vec<Var>)> {
         let mut vars = Vec::new();
         let mut var = |t: &Tensor| -> Result<Tensor> {
-            let v = Var::from_tensor(t)?;
+            let v = Var::from_tensor(&t.to_device(device)?)?;
             let tensor = v.as_tensor().clone();
             vars.push(v);
             Ok(tensor)
@@ -178,6 +183,33 @@ impl Model {
         let model = Model::from_parts(self.config.clone(), embed, blocks, norm, lm_head);
         debug_assert!(model.parameters().iter().zip(&vars).all(|((t, _), v)| t.id() == v.as_tensor().id()));
         Ok((model, vars))
+    }
+
+    /// The model the forward computes with: itself in f32, or in `dtype` (bf16 on a GPU)
+    /// with the norms' weights kept f32. The casts are differentiable, so gradients
+    /// reach the f32 master weights in f32.
+    pub fn compute_copy(&self, dtype: DType) -> Result<Model> {
+        if dtype == DType::F32 {
+            return Ok(self.clone());
+        }
+        let cast = |t: &Tensor| t.to_dtype(dtype);
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| {
+                Ok(Block {
+                    input_norm: b.input_norm.clone(),
+                    qkv_weight: cast(&b.qkv_weight)?,
+                    qkv_bias: cast(&b.qkv_bias)?,
+                    o_weight: cast(&b.o_weight)?,
+                    post_norm: b.post_norm.clone(),
+                    gate_up_weight: cast(&b.gate_up_weight)?,
+                    down_weight: cast(&b.down_weight)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let lm_head = self.lm_head.as_ref().map(cast).transpose()?;
+        Ok(Model { embed: cast(&self.embed)?, blocks, lm_head, ..self.clone() })
     }
 
     pub fn parameter_count(&self) -> usize {

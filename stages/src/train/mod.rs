@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{ArrayRef, Float64Array, Int64Array};
-use candle_core::Var;
+use candle_core::{DType, Device, Var};
 use kiln_kernels::adamw::{AdamW, Hyper, Update};
 use kiln_kernels::cross_entropy::cross_entropy;
 use rand::SeedableRng;
@@ -167,18 +167,22 @@ pub enum DeviceChoice {
 }
 
 impl DeviceChoice {
-    /// Checks the device is there: a plan may name `cuda` on a machine without one (the
-    /// key is the same wherever it is planned); the run needs it.
-    fn check_available(self) -> Result<()> {
-        if self == DeviceChoice::Cuda && crate::device::name() != "cuda" {
-            let why = if cfg!(feature = "cuda") {
-                "is cuda: this build launches kiln's kernels on a GPU, but training on one is not wired yet"
-            } else {
-                "is cuda, but this kiln was built without CUDA support (`just build-cuda` builds one with it)"
-            };
-            return Err(StageError::param("device", why));
+    /// The device to train on and the dtype to compute in: f32 on the CPU; bf16 on a GPU
+    /// (with f32 master weights and optimizer state). A plan may name `cuda` on a machine
+    /// without one (the key is the same wherever it is planned); the run needs it.
+    fn resolve(self) -> Result<(Device, DType)> {
+        match (self, crate::device::cuda_device()) {
+            (DeviceChoice::Cpu, _) | (DeviceChoice::Auto, None) => Ok((Device::Cpu, DType::F32)),
+            (DeviceChoice::Auto | DeviceChoice::Cuda, Some(gpu)) => Ok((gpu, DType::BF16)),
+            (DeviceChoice::Cuda, None) => {
+                let why = if cfg!(feature = "cuda") {
+                    "is cuda, but no CUDA device answered"
+                } else {
+                    "is cuda, but this kiln was built without CUDA support (`just build-cuda` builds one with it)"
+                };
+                Err(StageError::param("device", why))
+            }
         }
-        Ok(())
     }
 }
 
@@ -320,7 +324,7 @@ impl Stage for Train {
     }
 
     fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
-        params.device.check_available()?;
+        let (device, dtype) = params.device.resolve()?;
         let tokenizer_dir = ctx.files("tokenizer")?.to_path_buf();
         let tokenizer = tokenizer_train::load(&tokenizer_dir)?;
         let rows = read_rows(ctx)?;
@@ -347,12 +351,12 @@ impl Stage for Train {
             }
         };
         fits(&model.config, &origin, &rows, seq_len, tokenizer.get_vocab_size(true), ctx)?;
-        let (model, vars) = model.trainable()?;
+        let (model, vars) = model.trainable(&device)?;
         let optimizer = match optimizer {
             Some(optimizer) => optimizer,
             None => AdamW::new(&model.parameters().iter().map(|(t, _)| t.elem_count()).collect::<Vec<_>>()),
         };
-        let trained = train(params, &model, &vars, optimizer, start, &rows, ctx, &checkpoints)?;
+        let trained = train(params, &model, &vars, optimizer, start, &rows, ctx, &checkpoints, dtype)?;
 
         let dir = ctx.output_dir("model")?;
         checkpoint::save(&model, &dir)?;
@@ -544,7 +548,9 @@ fn train(
     rows: &[Row],
     ctx: &StageContext,
     checkpoints: &Path,
+    dtype: DType,
 ) -> Result<Trained> {
+    let device = model.embed.device().clone();
     let parameters = model.parameters();
     let o = &params.optimizer;
     let decay = decays(model, o);
@@ -567,13 +573,16 @@ fn train(
         let mut loss_sum = 0f64;
         let mut grads: Vec<Option<candle_core::Tensor>> = vec![None; vars.len()];
         if trained > 0 {
-            for m in &micro {
+            // The weights the forward computes with this step (the f32 masters themselves
+            // on the CPU; their bf16 casts on a GPU).
+            let compute = model.compute_copy(dtype)?;
+            for m in micro {
                 if m.targets.is_empty() {
                     continue;
                 }
-                let hidden = model.hidden(&m.tokens, |_, _| Ok(()))?;
-                let selected = hidden.index_select(&index_tensor(&m.target_positions)?, 0)?;
-                let logits = model.logits(&selected)?;
+                let hidden = compute.hidden(&m.tokens.to_device(&device)?, |_, _| Ok(()))?;
+                let selected = hidden.index_select(&index_tensor(&m.target_positions)?.to_device(&device)?, 0)?;
+                let logits = compute.logits(&selected)?;
                 let loss = cross_entropy(&logits, &Arc::new(m.targets.clone()), trained as f32)?;
                 loss_sum += loss.to_scalar::<f32>()? as f64;
                 let store = loss.backward()?;
@@ -616,7 +625,12 @@ fn train(
             })
             .collect();
         let max_norm = (o.max_grad_norm > 0.0).then_some(o.max_grad_norm);
-        let grad_norm = optimizer.step(&updates, hyper, max_norm)?;
+        let grad_norm = if device.is_cpu() {
+            optimizer.step(&updates, hyper, max_norm)?
+        } else {
+            let grads: Vec<&candle_core::Tensor> = updates.iter().map(|u| u.grad).collect();
+            optimizer.step_vars(vars, &grads, &decay, hyper, max_norm)?
+        };
         if !grad_norm.is_finite() {
             return Err(StageError::Diverged { step: step + 1, value: grad_norm });
         }
@@ -637,11 +651,13 @@ fn train(
             && state.step.is_multiple_of(params.checkpoint_every)
             && state.step < params.steps
         {
+            optimizer.sync_to_host()?;
             state::save(checkpoints, model, &optimizer, &state)?;
         }
         progress.advance(1);
         progress.message(&format!("loss {loss_sum:.4}"));
     }
+    optimizer.sync_to_host()?;
     Ok(Trained { state, optimizer, resumed_at, tokens_this_run, seconds: started.elapsed().as_secs_f64() })
 }
 

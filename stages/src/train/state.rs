@@ -72,7 +72,7 @@ pub fn load_optimizer(path: &Path, sizes: &[usize]) -> Result<AdamW> {
         let v = file.take(&format!("exp_avg_sq.{i}"), &[n])?.to_vec1()?;
         moments.push((m, v));
     }
-    Ok(AdamW { moments, steps })
+    Ok(AdamW::from_state(moments, steps))
 }
 
 /// A checkpoint read back.
