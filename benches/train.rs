@@ -9,6 +9,13 @@
 //! Run with `just bench` (which installs PyTorch and transformers into its own virtual
 //! environment and names its python in KILN_BENCH_PYTHON); `cargo test --bench train`
 //! builds it with the dev profile kiln runs with.
+//!
+//! The shape can be changed for a GPU: KILN_BENCH_MODEL (e.g. Qwen2.5-0.5B's
+//! `{ hidden: 896, layers: 24, heads: 14, kv_heads: 2, intermediate: 4864, vocab_size:
+//! 151936 }`), KILN_BENCH_SEQ, KILN_BENCH_ROWS (per step), KILN_BENCH_STEPS. In the cuda
+//! build on a GPU, kiln trains there in bf16 and PyTorch under bf16 autocast; both print
+//! model FLOPs utilization against KILN_BENCH_PEAK_TFLOPS (default 989, H100/H200 dense
+//! bf16), counting 6 x parameters + 12 x layers x hidden x document length per token.
 
 use std::process::Command;
 
@@ -23,22 +30,24 @@ use serde_json::json;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const SEQ_LEN: usize = 1024;
-const BATCH_ROWS: usize = 2;
 const WARMUP: usize = 2;
 const ROUNDS: usize = 3;
 const MODEL: &str = "{ hidden: 128, layers: 4, heads: 4, kv_heads: 2, intermediate: 384 }";
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
 const OPTIMIZER: &str = "{ lr: 3.0e-3, betas: [0.9, 0.95], eps: 1.0e-8, weight_decay: 0.1, max_grad_norm: 1.0 }";
 
 /// Rows of documents with random tokens from the tokenizer's vocabulary.
-fn rows(vocab: usize, rows: usize) -> (Vec<Sequence>, Vec<Vec<usize>>) {
+fn rows(vocab: usize, rows: usize, seq_len: usize) -> (Vec<Sequence>, Vec<Vec<usize>>) {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let (mut sequences, mut packed) = (Vec::new(), Vec::new());
     for _ in 0..rows {
         let mut row = Vec::new();
         let mut used = 0;
-        while used < SEQ_LEN {
-            let len = rng.random_range(60..=300).min(SEQ_LEN - used);
+        while used < seq_len {
+            let len = rng.random_range(60..=300).min(seq_len - used);
             let ids: Vec<i32> = (0..len).map(|_| rng.random_range(3..vocab as i32)).collect();
             let mask = (0..len).map(|t| t as f64 > len as f64 * 0.4).collect();
             row.push(sequences.len());
@@ -54,7 +63,12 @@ fn main() {
     // SAFETY: the first thing main does; no other thread exists yet.
     unsafe { kiln_stages::device::configure_cpu_threads() };
     // Steps measured after the warm-up; more give steadier numbers on a noisy machine.
-    let steps: usize = std::env::var("KILN_BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(12) + WARMUP;
+    let steps: usize = env_or("KILN_BENCH_STEPS", 12) + WARMUP;
+    let seq_len: usize = env_or("KILN_BENCH_SEQ", 1024);
+    let batch_rows: usize = env_or("KILN_BENCH_ROWS", 2);
+    let model_yaml: String = env_or("KILN_BENCH_MODEL", MODEL.to_string());
+    let shape: serde_json::Value = serde_yaml::from_str(&model_yaml).expect("KILN_BENCH_MODEL is a YAML map");
+    let m = |key: &str, default: f64| shape.get(key).and_then(|v| v.as_f64()).unwrap_or(default);
     let dir = tempfile::tempdir().unwrap();
     // Words of random letters: enough distinct pairs for all 512 entries.
     let mut rng = ChaCha8Rng::seed_from_u64(3);
@@ -69,18 +83,21 @@ fn main() {
     std::fs::create_dir_all(dir.path().join("tok")).unwrap();
     tokenizer_train::save(&tokenizer, &dir.path().join("tok")).unwrap();
     let vocab = tokenizer.get_vocab_size(true);
-    let (sequences, packed) = rows(vocab, steps * BATCH_ROWS);
-    let columns = assemble(&sequences, &packed, SEQ_LEN, 0);
+    let (sequences, packed) = rows(vocab, steps * batch_rows, seq_len);
+    let columns = assemble(&sequences, &packed, seq_len, 0);
     let table = testing::write_table(&dir.path().join("packed"), standard::packed(), columns);
     let inputs = || vec![("data", table.clone()), ("tokenizer", testing::files(&dir.path().join("tok"), "tokenizer"))];
 
     // kiln: the stage run for the warm-up steps alone and for all of them; the difference
     // is the steady steps. Rows are visited in a seeded order, so both see the same ones.
-    let seconds = |steps: usize, out: &str| -> f64 {
+    let model_flow = serde_json::to_string(&shape).unwrap();
+    let mut parameters = 0f64;
+    let mut seconds = |steps: usize, out: &str| -> f64 {
         let with = format!(
-            "{{ model: {MODEL}, optimizer: {OPTIMIZER}, steps: {steps}, batch_rows: {BATCH_ROWS}, checkpoint_every: 0 }}"
+            "{{ model: {model_flow}, optimizer: {OPTIMIZER}, steps: {steps}, batch_rows: {batch_rows}, checkpoint_every: 0 }}"
         );
         let report = testing::run::<Train>(&with, inputs(), &dir.path().join(out), 1).unwrap();
+        parameters = report.metrics["parameters"].as_f64().unwrap();
         report.metrics["train_seconds"].as_f64().unwrap()
     };
     // PyTorch gets the same rows (in file order; the order does not change the work).
@@ -91,11 +108,13 @@ fn main() {
         .map(|r| json!({ "input_ids": list("input_ids", r), "labels": list("labels", r), "position_ids": list("position_ids", r) }))
         .collect();
     let spec = json!({
-        "vocab_size": vocab,
-        "model": { "hidden": 128, "layers": 4, "heads": 4, "kv_heads": 2, "intermediate": 384, "rope_theta": 10000.0,
+        "vocab_size": m("vocab_size", vocab as f64) as usize,
+        "model": { "hidden": m("hidden", 0.0) as usize, "layers": m("layers", 0.0) as usize,
+                   "heads": m("heads", 0.0) as usize, "kv_heads": m("kv_heads", 0.0) as usize,
+                   "intermediate": m("intermediate", 0.0) as usize, "rope_theta": 10000.0,
                    "rms_norm_eps": 1e-6, "tie_embeddings": true, "max_positions": 4096 },
         "optimizer": { "lr": 3e-3, "betas": [0.9, 0.95], "eps": 1e-8, "weight_decay": 0.1, "max_grad_norm": 1.0 },
-        "rows": rows, "batch_rows": BATCH_ROWS, "warmup_steps": WARMUP,
+        "rows": rows, "batch_rows": batch_rows, "warmup_steps": WARMUP,
     });
     let spec_path = dir.path().join("rows.json");
     std::fs::write(&spec_path, spec.to_string()).unwrap();
@@ -114,7 +133,7 @@ fn main() {
     for round in 0..ROUNDS {
         let warm = seconds(WARMUP, &format!("warm{round}"));
         let all = seconds(steps, &format!("all{round}"));
-        kilns.push(((steps - WARMUP) * BATCH_ROWS * SEQ_LEN) as f64 / (all - warm));
+        kilns.push(((steps - WARMUP) * batch_rows * seq_len) as f64 / (all - warm));
         match torch_once() {
             Some(t) => torches.push(t),
             None => break,
@@ -126,7 +145,25 @@ fn main() {
     };
     let kiln = median(&mut kilns);
     let torch = (!torches.is_empty()).then(|| median(&mut torches));
-    let shape = format!("Qwen2 {MODEL}, vocab {vocab}, {BATCH_ROWS} x {SEQ_LEN} tokens per step");
+    let device = kiln_stages::device::name();
+    let described = format!(
+        "Qwen2 {model_yaml}, {:.1}M parameters, {batch_rows} x {seq_len} tokens per step, {device}",
+        parameters / 1e6
+    );
+    // Model FLOPs per token: 6 per parameter (forward and backward) plus attention's
+    // 12 x layers x hidden x the mean number of keys a query sees (documents of 60-300).
+    let flops_per_token = 6.0 * parameters + 12.0 * m("layers", 0.0) * m("hidden", 0.0) * 90.0;
+    let peak = env_or("KILN_BENCH_PEAK_TFLOPS", 989.0) * 1e12;
+    let mfu = |tokens_per_s: f64| 100.0 * tokens_per_s * flops_per_token / peak;
+    if device == "cuda" {
+        println!(
+            "MFU against {:.0} TFLOP/s: kiln {:.1}%{}",
+            peak / 1e12,
+            mfu(kiln),
+            torch.map_or(String::new(), |t| format!(", PyTorch {:.1}%", mfu(t)))
+        );
+    }
+    let shape = described;
     match torch {
         Some(torch) => {
             println!(
@@ -138,7 +175,9 @@ fn main() {
             "train ({shape}): kiln {kiln:.0} tokens/s; PyTorch baseline unavailable ({python} with torch and transformers: `just bench` installs them)"
         ),
     }
-    checkpoint_in_transformers(&dir.path().join("all0/model"), &sequences[0].ids, &python);
+    if device == "cpu" {
+        checkpoint_in_transformers(&dir.path().join("all0/model"), &sequences[0].ids, &python);
+    }
 }
 
 /// The trained checkpoint loaded by transformers as `Qwen2ForCausalLM` gives the logits

@@ -57,6 +57,9 @@ pub struct ModelParams {
     /// Longest position the model supports; at least the rows' length.
     pub max_positions: usize,
     pub init_std: f64,
+    /// Rows of the embedding: the tokenizer's vocabulary when left out; more pads it (as
+    /// Qwen's 151,936 rows pad a 151,646-token vocabulary).
+    pub vocab_size: Option<usize>,
 }
 
 impl Default for ModelParams {
@@ -72,6 +75,7 @@ impl Default for ModelParams {
             tie_embeddings: true,
             max_positions: 4096,
             init_std: 0.02,
+            vocab_size: None,
         }
     }
 }
@@ -410,7 +414,17 @@ fn starting_model(params: &Params, ctx: &StageContext, tokenizer: &tokenizers::T
         Some(dir) => Ok((checkpoint::load(&dir)?, Origin::Checkpoint(dir))),
         None => {
             let vocab = tokenizer.get_vocab_size(true);
-            let config = params.config(vocab, tokenizer.token_to_id(END_OF_TEXT), tokenizer.token_to_id(IM_END));
+            let rows = match params.fresh_model().vocab_size {
+                Some(rows) if rows < vocab => {
+                    return Err(StageError::param(
+                        "model.vocab_size",
+                        format!("is {rows}, smaller than the tokenizer's {vocab} tokens"),
+                    ));
+                }
+                Some(rows) => rows,
+                None => vocab,
+            };
+            let config = params.config(rows, tokenizer.token_to_id(END_OF_TEXT), tokenizer.token_to_id(IM_END));
             Ok((Model::init(&config, ctx.seed)?.0, Origin::Fresh))
         }
     }
@@ -881,6 +895,24 @@ mod tests {
         assert_eq!(asked.iter().filter(|&&d| d).count(), flags.iter().filter(|&&d| d).count() + 1);
         assert!(asked[0] && model.parameters()[0].0.id() == model.embed.id());
         Ok(())
+    }
+
+    /// `model.vocab_size` pads the embedding beyond the tokenizer, never below it.
+    #[test]
+    fn the_embedding_can_be_padded_beyond_the_vocabulary() {
+        let dir = tempfile::tempdir().unwrap();
+        let padded_inputs = inputs(dir.path());
+        let vocab = tokenizer_train::load(&dir.path().join("tok")).unwrap().get_vocab_size(true);
+        let model = |rows: usize| {
+            format!(
+                "{{ model: {{ hidden: 16, layers: 1, heads: 2, kv_heads: 1, intermediate: 32, vocab_size: {rows} }}, steps: 1, batch_rows: 2 }}"
+            )
+        };
+        let out = dir.path().join("padded");
+        testing::run::<Train>(&model(vocab + 64), padded_inputs, &out, 0).unwrap();
+        assert_eq!(checkpoint::load(&out.join("model")).unwrap().config.vocab_size, vocab + 64);
+        let err = testing::run::<Train>(&model(vocab - 1), inputs(dir.path()), &dir.path().join("x"), 0).unwrap_err();
+        assert!(matches!(&err, StageError::Param { path, .. } if path == "model.vocab_size"), "{err}");
     }
 
     #[test]
