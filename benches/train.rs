@@ -67,8 +67,8 @@ fn main() {
     let seq_len: usize = env_or("KILN_BENCH_SEQ", 1024);
     let batch_rows: usize = env_or("KILN_BENCH_ROWS", 2);
     let model_yaml: String = env_or("KILN_BENCH_MODEL", MODEL.to_string());
-    let shape: serde_json::Value = serde_yaml::from_str(&model_yaml).expect("KILN_BENCH_MODEL is a YAML map");
-    let m = |key: &str, default: f64| shape.get(key).and_then(|v| v.as_f64()).unwrap_or(default);
+    let model_shape: serde_json::Value = serde_yaml::from_str(&model_yaml).expect("KILN_BENCH_MODEL is a YAML map");
+    let m = |key: &str, default: f64| model_shape.get(key).and_then(|v| v.as_f64()).unwrap_or(default);
     let dir = tempfile::tempdir().unwrap();
     // Words of random letters: enough distinct pairs for all 512 entries.
     let mut rng = ChaCha8Rng::seed_from_u64(3);
@@ -90,7 +90,7 @@ fn main() {
 
     // kiln: the stage run for the warm-up steps alone and for all of them; the difference
     // is the steady steps. Rows are visited in a seeded order, so both see the same ones.
-    let model_flow = serde_json::to_string(&shape).unwrap();
+    let model_flow = serde_json::to_string(&model_shape).unwrap();
     let mut parameters = 0f64;
     let mut seconds = |steps: usize, out: &str| -> f64 {
         let with = format!(
@@ -146,7 +146,7 @@ fn main() {
     let kiln = median(&mut kilns);
     let torch = (!torches.is_empty()).then(|| median(&mut torches));
     let device = kiln_stages::device::name();
-    let described = format!(
+    let shape = format!(
         "Qwen2 {model_yaml}, {:.1}M parameters, {batch_rows} x {seq_len} tokens per step, {device}",
         parameters / 1e6
     );
@@ -163,7 +163,6 @@ fn main() {
             torch.map_or(String::new(), |t| format!(", PyTorch {:.1}%", mfu(t)))
         );
     }
-    let shape = described;
     match torch {
         Some(torch) => {
             println!(
