@@ -21,25 +21,49 @@ pub mod swiglu;
 #[cfg(test)]
 pub(crate) mod testing;
 
-/// The sources of every kernel, as compiled into this build.
-pub const SOURCES: &[(&str, &str)] = &[
-    ("adamw/cpu.rs", include_str!("adamw/cpu.rs")),
-    ("attention/cpu.rs", include_str!("attention/cpu.rs")),
-    ("cross_entropy/cpu.rs", include_str!("cross_entropy/cpu.rs")),
-    ("rms_norm/cpu.rs", include_str!("rms_norm/cpu.rs")),
-    ("rope/cpu.rs", include_str!("rope/cpu.rs")),
-    ("swiglu/cpu.rs", include_str!("swiglu/cpu.rs")),
-];
+/// One kernel folder: its CPU twin (the specification) and its CUDA C source.
+pub struct KernelSource {
+    pub name: &'static str,
+    pub cpu: &'static str,
+    pub cuda: &'static str,
+}
 
-/// Digest of the kernel sources: part of the cache key of every stage that computes
-/// with them.
+macro_rules! kernel_sources {
+    ($($name:literal),* $(,)?) => {
+        &[$(KernelSource {
+            name: $name,
+            cpu: include_str!(concat!($name, "/cpu.rs")),
+            cuda: include_str!(concat!($name, "/kernel.cu")),
+        }),*]
+    };
+}
+
+/// Every kernel folder, as compiled into this build.
+pub const KERNELS: &[KernelSource] =
+    kernel_sources!("adamw", "attention", "cross_entropy", "rms_norm", "rope", "swiglu");
+
+/// Digest of the sources that compute a stage's numbers: part of the cache key of every
+/// stage that computes with them. The twins and the helpers they share always; the CUDA
+/// sources and their launching code in the `cuda` build.
 pub fn source_digest() -> String {
     let mut hasher = blake3::Hasher::new();
-    for (name, text) in SOURCES {
+    let mut add = |name: &str, text: &str| {
         hasher.update(name.as_bytes());
         hasher.update(&[0]);
         hasher.update(text.as_bytes());
         hasher.update(&[0]);
+    };
+    for kernel in KERNELS {
+        add(kernel.name, kernel.cpu);
+    }
+    add("storage.rs", include_str!("storage.rs"));
+    #[cfg(feature = "cuda")]
+    {
+        for kernel in KERNELS {
+            add(kernel.name, kernel.cuda);
+        }
+        add("cuda/common.cuh", ptx::COMMON);
+        add("gpu.rs", include_str!("gpu.rs"));
     }
     hasher.finalize().to_hex()[..16].to_string()
 }

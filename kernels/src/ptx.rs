@@ -6,23 +6,13 @@ use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
 
 pub const COMMON: &str = include_str!("cuda/common.cuh");
 
-/// Each kernel's CUDA C source, by kernel folder.
-pub const CUDA_SOURCES: &[(&str, &str)] = &[
-    ("adamw", include_str!("adamw/kernel.cu")),
-    ("attention", include_str!("attention/kernel.cu")),
-    ("cross_entropy", include_str!("cross_entropy/kernel.cu")),
-    ("rms_norm", include_str!("rms_norm/kernel.cu")),
-    ("rope", include_str!("rope/kernel.cu")),
-    ("swiglu", include_str!("swiglu/kernel.cu")),
-];
-
 /// The GPUs kiln's CUDA build targets: H100 and H200 (CUDA 13.0 emits PTX ISA 9.0, the
 /// newest their driver 580 JIT-compiles).
 pub const ARCH: &str = "sm_90";
 
 /// The whole program NVRTC compiles for one kernel folder.
 pub fn program(kernel: &str) -> Option<String> {
-    let (_, source) = CUDA_SOURCES.iter().find(|(name, _)| *name == kernel)?;
+    let source = crate::KERNELS.iter().find(|k| k.name == kernel)?.cuda;
     Some(format!("#line 1 \"cuda/common.cuh\"\n{COMMON}\n#line 1 \"{kernel}/kernel.cu\"\n{source}"))
 }
 
@@ -76,14 +66,21 @@ pub const ENTRY_POINTS: &[(&str, &[&str])] = &[
 mod tests {
     use super::*;
 
-    /// Every kernel folder (with its CPU twin) has its CUDA source and listed entry points.
+    /// Every kernel folder has a CPU twin and CUDA source, its entry points listed, and
+    /// each in its source.
     #[test]
     fn every_kernel_has_cuda_source_and_entry_points() {
-        let folders: Vec<&str> = crate::SOURCES.iter().map(|(path, _)| path.split('/').next().unwrap()).collect();
-        let cuda: Vec<&str> = CUDA_SOURCES.iter().map(|(name, _)| *name).collect();
+        let folders: Vec<&str> = crate::KERNELS.iter().map(|k| k.name).collect();
         let listed: Vec<&str> = ENTRY_POINTS.iter().map(|(name, _)| *name).collect();
-        assert_eq!(cuda, folders);
         assert_eq!(listed, folders);
+        for kernel in crate::KERNELS {
+            assert!(
+                kernel.cuda.contains("extern \"C\" __global__"),
+                "kernel `{}` has no CUDA entry point",
+                kernel.name
+            );
+            assert!(!kernel.cpu.is_empty(), "kernel `{}` has no CPU twin", kernel.name);
+        }
         for (name, entries) in ENTRY_POINTS {
             let source = program(name).unwrap();
             for entry in *entries {

@@ -8,7 +8,8 @@ mod sources;
 mod spec_errors;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The repository root (pipelines and golden files are found relative to it).
 pub fn repo() -> PathBuf {
@@ -46,12 +47,22 @@ impl Workdir {
 
     /// `kiln` with extra environment variables.
     pub fn kiln_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = self.command(args);
+        command.envs(env.iter().copied()).output().expect("kiln runs")
+    }
+
+    /// `kiln ARGS --workdir <this>` started in the background, stdout discarded.
+    pub fn spawn(&self, args: &[&str], stderr: Stdio) -> Child {
+        self.command(args).stdout(Stdio::null()).stderr(stderr).spawn().expect("kiln starts")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        command.current_dir(repo()).args(args).envs(env.iter().copied());
+        command.current_dir(repo()).args(args).env_remove("KILN_HOME");
         if !matches!(args.first(), Some(&"stages")) {
             command.arg("--workdir").arg(self.path());
         }
-        command.env_remove("KILN_HOME").output().expect("kiln runs")
+        command
     }
 
     /// Like `kiln`, asserting success; returns stdout.
@@ -88,3 +99,16 @@ impl Workdir {
 }
 
 pub const SMOKE: &str = "pipelines/math-sft-smoke.yaml";
+
+/// Polls `found` every few milliseconds until it gives a value; fails naming `what`
+/// after two minutes.
+pub fn wait_for<T>(what: &str, mut found: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = found() {
+            return value;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{what} never happened");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
-use super::{SMOKE, Workdir};
+use super::{SMOKE, Workdir, wait_for};
 
 const STAGES: [&str; 8] = ["problems", "split", "chats", "tokenizer", "tokens", "packed", "sft", "eval"];
 
@@ -185,26 +185,14 @@ fn a_diverging_loss_stops_training_naming_the_step() {
 #[test]
 fn a_killed_stage_leaves_no_entry_and_the_next_run_resumes() {
     let work = Workdir::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .current_dir(super::repo())
-        .args(["run", SMOKE, "--set", "sft.with.steps=1000000", "--workdir"])
-        .arg(work.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = work.spawn(&["run", SMOKE, "--set", "sft.with.steps=1000000"], Stdio::null());
     // Wait until the six data stages are committed and training has begun.
-    let started = Instant::now();
     let cache = work.store().join("cache");
-    loop {
+    wait_for("the start of training", || {
         let entries = std::fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);
         let tmp = std::fs::read_dir(work.store().join("tmp")).map(|d| d.count()).unwrap_or(0);
-        if entries == 6 && tmp > 0 {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(120), "training never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        (entries == 6 && tmp > 0).then_some(())
+    });
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -224,36 +212,21 @@ fn a_killed_stage_leaves_no_entry_and_the_next_run_resumes() {
 #[test]
 fn killed_training_resumes_from_its_checkpoint_with_identical_bytes() {
     let sets = ["--set", "sft.with.steps=400", "--set", "sft.with.checkpoint_every=40"];
+    let mut args = vec!["run", SMOKE, "--until", "sft"];
+    args.extend(sets);
     let work = Workdir::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .current_dir(super::repo())
-        .args(["run", SMOKE, "--until", "sft"])
-        .args(sets)
-        .arg("--workdir")
-        .arg(work.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let checkpoint = loop {
-        let found = std::fs::read_dir(work.store().join("scratch"))
+    let mut child = work.spawn(&args, Stdio::null());
+    let checkpoint = wait_for("a checkpoint", || {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first checkpoint");
+        std::fs::read_dir(work.store().join("scratch"))
             .into_iter()
             .flatten()
             .map(|e| e.unwrap().path().join("checkpoints/latest"))
-            .find(|p| p.is_file());
-        if let Some(found) = found {
-            break found;
-        }
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first checkpoint");
-        assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint was written");
-        std::thread::sleep(Duration::from_millis(5));
-    };
+            .find(|p| p.is_file())
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(checkpoint.is_file(), "the checkpoint outlives the killed run");
-    let mut args = vec!["run", SMOKE, "--until", "sft"];
-    args.extend(sets);
     work.ok(&args);
     let sft = &work.last_manifest()["stages"][6];
     assert_eq!(sft["status"], "ran");
@@ -276,16 +249,7 @@ fn killed_training_resumes_from_its_checkpoint_with_identical_bytes() {
 #[test]
 fn concurrent_runs_share_entries_without_clobbering() {
     let work = Workdir::new();
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .current_dir(super::repo())
-            .args(["run", SMOKE, "--workdir"])
-            .arg(work.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || work.spawn(&["run", SMOKE], Stdio::piped());
     let (a, b) = (spawn(), spawn());
     for child in [a, b] {
         let out = child.wait_with_output().unwrap();

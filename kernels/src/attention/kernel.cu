@@ -23,6 +23,23 @@ __device__ __forceinline__ Tile tile_of(const int* tiles) {
     return Tile{t[0], t[1], t[2]};
 }
 
+// Keys and values k0 .. k0 + TILE_K of the tile's document for key/value head g into
+// shared memory (zeros past the document); synchronizes before and after.
+template <typename T>
+__device__ void load_kv_tile(const T* qkv, Tile tile, int k0, int g, int q_heads, int kv_heads, int d,
+                             float (*ks)[MAX_D], float (*vs)[MAX_D]) {
+    size_t width = (size_t)(q_heads + 2 * kv_heads) * d;
+    __syncthreads();
+    for (int i = threadIdx.x; i < TILE_K * d; i += blockDim.x) {
+        int j = i / d, c = i % d, key = k0 + j;
+        bool in = key < tile.len;
+        size_t base = (tile.start + key) * width;
+        ks[j][c] = in ? to_f32(qkv[base + (size_t)(q_heads + g) * d + c]) : 0.0f;
+        vs[j][c] = in ? to_f32(qkv[base + (size_t)(q_heads + kv_heads + g) * d + c]) : 0.0f;
+    }
+    __syncthreads();
+}
+
 // Grid (tiles, Hq), TILE_Q threads: thread r owns query row first + r.
 template <typename T>
 __device__ void attention_fwd(const T* qkv, const int* tiles, T* out, float* lse, int q_heads, int kv_heads, int d,
@@ -42,15 +59,7 @@ __device__ void attention_fwd(const T* qkv, const int* tiles, T* out, float* lse
     __shared__ float vs[TILE_K][MAX_D];
     int keys = min(tile.len, tile.first + TILE_Q);
     for (int k0 = 0; k0 < keys; k0 += TILE_K) {
-        __syncthreads();
-        for (int i = threadIdx.x; i < TILE_K * d; i += blockDim.x) {
-            int j = i / d, c = i % d, key = k0 + j;
-            bool in = key < tile.len;
-            size_t base = (tile.start + key) * width;
-            ks[j][c] = in ? to_f32(qkv[base + (size_t)(q_heads + g) * d + c]) : 0.0f;
-            vs[j][c] = in ? to_f32(qkv[base + (size_t)(q_heads + kv_heads + g) * d + c]) : 0.0f;
-        }
-        __syncthreads();
+        load_kv_tile(qkv, tile, k0, g, q_heads, kv_heads, d, ks, vs);
         if (!active) continue;
         int visible = min(TILE_K, qi - k0 + 1);
         for (int j = 0; j < visible; ++j) {
@@ -102,15 +111,7 @@ __device__ void attention_bwd_dq(const T* qkv, const T* dout, const float* lse, 
     __shared__ float vs[TILE_K][MAX_D];
     int keys = min(tile.len, tile.first + TILE_Q);
     for (int k0 = 0; k0 < keys; k0 += TILE_K) {
-        __syncthreads();
-        for (int i = threadIdx.x; i < TILE_K * d; i += blockDim.x) {
-            int j = i / d, c = i % d, key = k0 + j;
-            bool in = key < tile.len;
-            size_t base = (tile.start + key) * width;
-            ks[j][c] = in ? to_f32(qkv[base + (size_t)(q_heads + g) * d + c]) : 0.0f;
-            vs[j][c] = in ? to_f32(qkv[base + (size_t)(q_heads + kv_heads + g) * d + c]) : 0.0f;
-        }
-        __syncthreads();
+        load_kv_tile(qkv, tile, k0, g, q_heads, kv_heads, d, ks, vs);
         if (!active) continue;
         int visible = min(TILE_K, qi - k0 + 1);
         for (int j = 0; j < visible; ++j) {

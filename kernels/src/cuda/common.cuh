@@ -21,33 +21,29 @@ template <> __device__ __forceinline__ bf16 from_f32<bf16>(float x) {
     return (bf16)(u >> 16);
 }
 
-// Sum over a warp, then over the block (blockDim.x a multiple of 32, at most 1024);
-// every thread gets the total. The order is fixed, so results are deterministic.
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+// Sum (or max) over a warp, then over the block (blockDim.x a multiple of 32, at most
+// 1024); every thread gets the result. The order is fixed, so results are deterministic.
+struct Add {
+    __device__ float operator()(float a, float b) const { return a + b; }
+};
+struct Max {
+    __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+template <typename Op>
+__device__ __forceinline__ float warp_reduce(float v, Op op) {
+    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
-__device__ __forceinline__ float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-__device__ float block_sum(float v) {
+template <typename Op>
+__device__ float block_reduce(float v, Op op, float identity) {
     __shared__ float partial[32];
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
-    v = warp_sum(v);
+    v = warp_reduce(v, op);
     __syncthreads();
     if (lane == 0) partial[warp] = v;
     __syncthreads();
-    v = lane < warps ? partial[lane] : 0.0f;
-    return warp_sum(v);
+    v = lane < warps ? partial[lane] : identity;
+    return warp_reduce(v, op);
 }
-__device__ float block_max(float v) {
-    __shared__ float partial[32];
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) partial[warp] = v;
-    __syncthreads();
-    v = lane < warps ? partial[lane] : -INFINITY;
-    return warp_max(v);
-}
+__device__ float block_sum(float v) { return block_reduce(v, Add{}, 0.0f); }
+__device__ float block_max(float v) { return block_reduce(v, Max{}, -INFINITY); }

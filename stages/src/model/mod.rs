@@ -212,8 +212,13 @@ impl Model {
         Ok(Model { embed: cast(&self.embed)?, blocks, lm_head, ..self.clone() })
     }
 
+    /// Values per parameter, in `parameters()` order (the optimizer state's shape).
+    pub fn parameter_sizes(&self) -> Vec<usize> {
+        self.parameters().iter().map(|(t, _)| t.elem_count()).collect()
+    }
+
     pub fn parameter_count(&self) -> usize {
-        self.parameters().iter().map(|(t, _)| t.elem_count()).sum()
+        self.parameter_sizes().iter().sum()
     }
 
     fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {

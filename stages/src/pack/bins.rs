@@ -56,17 +56,18 @@ pub fn pack_lengths(lengths: &[usize], capacity: usize, algorithm: Algorithm) ->
 
 fn best_fit(order: &[usize], lengths: &[usize], capacity: usize) -> Vec<Vec<usize>> {
     let mut rows: Vec<Vec<usize>> = Vec::new();
-    // The open rows by remaining capacity (smallest row index first), and a tree that
-    // finds the smallest remaining capacity at least some length.
+    // The open rows by remaining capacity (smallest row index first), and a tree whose
+    // leaf g holds g while some open row has g left (else 0): its leftmost leaf holding
+    // at least a length is the smallest remaining capacity that fits.
     let mut by_gap: Vec<BinaryHeap<Reverse<usize>>> = vec![BinaryHeap::new(); capacity + 1];
-    let mut gaps = GapTree::new(capacity);
+    let mut gaps = MaxTree::new(capacity + 1);
     for &i in order {
         let len = lengths[i];
-        let (remaining, row) = match gaps.smallest_at_least(len) {
+        let (remaining, row) = match gaps.leftmost_at_least(len) {
             Some(gap) => {
                 let Reverse(row) = by_gap[gap].pop().expect("the tree lists only non-empty gaps");
                 if by_gap[gap].is_empty() {
-                    gaps.set(gap, false);
+                    gaps.set(gap, 0);
                 }
                 (gap, row)
             }
@@ -79,47 +80,12 @@ fn best_fit(order: &[usize], lengths: &[usize], capacity: usize) -> Vec<Vec<usiz
         let rest = remaining - len;
         if rest > 0 {
             if by_gap[rest].is_empty() {
-                gaps.set(rest, true);
+                gaps.set(rest, rest);
             }
             by_gap[rest].push(Reverse(row));
         }
     }
     rows
-}
-
-/// Which remaining capacities 1..=capacity some open row has: leaf g holds g when one
-/// does, else 0; an inner node the maximum below it. The leftmost leaf holding at least
-/// `len` is the smallest capacity that fits, found in O(log capacity).
-struct GapTree {
-    size: usize,
-    max: Vec<usize>,
-}
-
-impl GapTree {
-    fn new(capacity: usize) -> Self {
-        let size = (capacity + 1).next_power_of_two();
-        GapTree { size, max: vec![0; 2 * size] }
-    }
-
-    fn set(&mut self, gap: usize, open: bool) {
-        let mut node = self.size + gap;
-        self.max[node] = if open { gap } else { 0 };
-        while node > 1 {
-            node /= 2;
-            self.max[node] = self.max[2 * node].max(self.max[2 * node + 1]);
-        }
-    }
-
-    fn smallest_at_least(&self, len: usize) -> Option<usize> {
-        if self.max[1] < len {
-            return None;
-        }
-        let mut node = 1;
-        while node < self.size {
-            node = if self.max[2 * node] >= len { 2 * node } else { 2 * node + 1 };
-        }
-        Some(node - self.size)
-    }
 }
 
 /// The fewest rows any packing can have: ceil(total tokens / capacity).
@@ -272,7 +238,8 @@ fn greedy(order: &[usize], lengths: &[usize], capacity: usize) -> Vec<Vec<usize>
     rows
 }
 
-/// A segment tree of remaining capacities, answering "leftmost row with at least x".
+/// A segment tree of maxima, answering "leftmost leaf holding at least x" in O(log n):
+/// leaves are rows' remaining capacities (first fit) or open capacities (best fit).
 struct MaxTree {
     size: usize,
     max: Vec<usize>,

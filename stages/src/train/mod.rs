@@ -340,26 +340,21 @@ impl Stage for Train {
         let (model, optimizer, start, origin) = match state::latest(&checkpoints)? {
             Some(resumed) => {
                 let origin = Origin::Checkpoint(resumed.dir.clone());
-                (resumed.model, Some(resumed.optimizer), resumed.state, origin)
+                (resumed.model, resumed.optimizer, resumed.state, origin)
             }
             None => {
                 let (model, origin) = starting_model(params, ctx, &tokenizer)?;
                 let optimizer = match (&origin, params.continue_optimizer) {
-                    (Origin::Checkpoint(dir), true) => Some(state::load_optimizer(
-                        &dir.join(OPTIMIZER_FILE),
-                        &model.parameters().iter().map(|(t, _)| t.elem_count()).collect::<Vec<_>>(),
-                    )?),
-                    _ => None,
+                    (Origin::Checkpoint(dir), true) => {
+                        state::load_optimizer(&dir.join(OPTIMIZER_FILE), &model.parameter_sizes())?
+                    }
+                    _ => AdamW::new(&model.parameter_sizes()),
                 };
                 (model, optimizer, LoopState::default(), origin)
             }
         };
         fits(&model.config, &origin, &rows, seq_len, tokenizer.get_vocab_size(true), ctx)?;
         let (model, vars) = model.trainable(&device)?;
-        let optimizer = match optimizer {
-            Some(optimizer) => optimizer,
-            None => AdamW::new(&model.parameters().iter().map(|(t, _)| t.elem_count()).collect::<Vec<_>>()),
-        };
         let trained = train(params, &model, &vars, optimizer, start, &rows, ctx, &checkpoints, dtype)?;
 
         let dir = ctx.output_dir("model")?;
@@ -413,17 +408,8 @@ fn starting_model(params: &Params, ctx: &StageContext, tokenizer: &tokenizers::T
     match dir {
         Some(dir) => Ok((checkpoint::load(&dir)?, Origin::Checkpoint(dir))),
         None => {
-            let vocab = tokenizer.get_vocab_size(true);
-            let rows = match params.fresh_model().vocab_size {
-                Some(rows) if rows < vocab => {
-                    return Err(StageError::param(
-                        "model.vocab_size",
-                        format!("is {rows}, smaller than the tokenizer's {vocab} tokens"),
-                    ));
-                }
-                Some(rows) => rows,
-                None => vocab,
-            };
+            // An embedding smaller than the vocabulary is refused by `fits`.
+            let rows = params.fresh_model().vocab_size.unwrap_or(tokenizer.get_vocab_size(true));
             let config = params.config(rows, tokenizer.token_to_id(END_OF_TEXT), tokenizer.token_to_id(IM_END));
             Ok((Model::init(&config, ctx.seed)?.0, Origin::Fresh))
         }
@@ -460,12 +446,11 @@ fn fits(
             ),
         ));
     }
-    let vocab = tokenizer_vocab.min(config.vocab_size);
-    if let Some(bad) = rows.iter().flat_map(|r| &r.ids).find(|&&t| t as usize >= vocab) {
+    if let Some(bad) = rows.iter().flat_map(|r| &r.ids).find(|&&t| t as usize >= tokenizer_vocab) {
         return Err(StageError::data(
             ctx.input("data")?.origin.clone(),
             format!(
-                "token id {bad} is outside the tokenizer's vocabulary of {vocab}; were the rows made with another tokenizer?"
+                "token id {bad} is outside the tokenizer's vocabulary of {tokenizer_vocab}; were the rows made with another tokenizer?"
             ),
         ));
     }

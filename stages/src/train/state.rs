@@ -126,8 +126,7 @@ pub fn latest(root: &Path) -> Result<Option<Resumed>> {
     let name = std::fs::read_to_string(&pointer).map_err(|e| StageError::io(&pointer, e))?;
     let dir = root.join(name.trim());
     let model = checkpoint::load(&dir)?;
-    let sizes: Vec<usize> = model.parameters().iter().map(|(t, _)| t.elem_count()).collect();
-    let optimizer = load_optimizer(&dir.join(OPTIMIZER_FILE), &sizes)?;
+    let optimizer = load_optimizer(&dir.join(OPTIMIZER_FILE), &model.parameter_sizes())?;
     let state_path = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&state_path).map_err(|e| StageError::io(&state_path, e))?;
     let state =
@@ -149,8 +148,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         assert!(latest(root.path())?.is_none());
         let (model, _) = Model::init(&tiny_config(), 5)?;
-        let sizes: Vec<usize> = model.parameters().iter().map(|(t, _)| t.elem_count()).collect();
-        let mut optimizer = AdamW::new(&sizes);
+        let mut optimizer = AdamW::new(&model.parameter_sizes());
         optimizer.steps = 7;
         for (i, (m, v)) in optimizer.moments.iter_mut().enumerate() {
             m.iter_mut().enumerate().for_each(|(j, x)| *x = (i * 31 + j) as f32 / 7.0);
