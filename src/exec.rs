@@ -13,9 +13,9 @@ use kiln_stages::context::{Progress, Slot, StageContext};
 use kiln_stages::stage::Artifact;
 use kiln_stages::table::TableReader;
 
-use crate::plan::key::{first_difference, key_inputs, key_of};
+use crate::plan::key::{differences, key_inputs, key_of};
 use crate::plan::{Plan, PlannedStage};
-use crate::runs::{self, Manifest, PipelineRecord, RunStatus, StageRecord, StageStatus};
+use crate::runs::{self, Manifest, PipelineRecord, Previous, RunStatus, StageRecord, StageStatus};
 use crate::store::{EntryMeta, OutputMeta, Store, describe_output};
 
 /// Which stages a run computes.
@@ -34,10 +34,24 @@ pub struct Selection {
 /// What `status` knows about a stage before running anything.
 #[derive(Debug, Clone)]
 pub enum Status {
-    Cached { key: String, meta: Box<EntryMeta> },
-    WillRun { key: Option<String>, reason: String },
+    Cached {
+        key: String,
+        meta: Box<EntryMeta>,
+    },
+    WillRun {
+        /// Unknown while an upstream stage will run.
+        key: Option<String>,
+        /// The key inputs as far as they are known (without the digests of inputs that
+        /// will be computed).
+        key_inputs: serde_json::Value,
+        /// Why, in one line: the first change, `forced`, `not cached`, or the upstream.
+        reason: String,
+        /// The stage's newest cached entry in earlier runs, and every key field that
+        /// differs from it.
+        previous: Option<Box<Previous>>,
+        changes: Vec<String>,
+    },
 }
-
 /// Errors that stop a run before or while it runs.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -106,22 +120,40 @@ pub fn status(plan: &Plan, store: &Store, force: &[String]) -> Vec<Status> {
     let history = std::cell::OnceCell::new();
     let runs_dir = store.runs_dir();
     for stage in &plan.stages {
-        let previous =
-            || history.get_or_init(|| runs::previous_key_inputs(&runs_dir, &plan.spec.name)).get(&stage.name).cloned();
-        let digests = input_digests(stage, &metas);
-        let status = match digests {
+        let previous = || {
+            history
+                .get_or_init(|| runs::previous_entries(&runs_dir, &plan.spec.name, |key| store.meta(key).is_some()))
+                .get(&stage.name)
+                .cloned()
+        };
+        let files = file_digests(stage, store);
+        let status = match input_digests(stage, &metas) {
             Some(digests) => {
-                let inputs = key_inputs(stage, &digests, &file_digests(stage, store));
+                let inputs = key_inputs(stage, &digests, &files);
                 let key = key_of(&inputs);
                 match store.meta(&key) {
                     Some(meta) if !force.contains(&stage.name) => Status::Cached { key, meta: Box::new(meta) },
-                    Some(_) => Status::WillRun { key: Some(key), reason: "forced".into() },
-                    None => {
-                        let reason = previous()
-                            .and_then(|old| first_difference(&old, &inputs))
-                            .map(|d| describe_change(plan, stage, &d))
-                            .unwrap_or_else(|| "not cached".into());
-                        Status::WillRun { key: Some(key), reason }
+                    cached => {
+                        let previous = previous();
+                        let changes: Vec<String> = previous
+                            .as_ref()
+                            .map(|p| differences(&p.key_inputs, &inputs))
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|d| describe_change(plan, stage, d))
+                            .collect();
+                        let reason = match (cached, changes.first()) {
+                            (Some(_), _) => "forced".to_string(),
+                            (None, Some(change)) => change.clone(),
+                            (None, None) => "not cached".to_string(),
+                        };
+                        Status::WillRun {
+                            key: Some(key),
+                            key_inputs: inputs,
+                            reason,
+                            previous: previous.map(Box::new),
+                            changes,
+                        }
                     }
                 }
             }
@@ -132,16 +164,32 @@ pub fn status(plan: &Plan, store: &Store, force: &[String]) -> Vec<Status> {
                     .find(|i| metas[i.stage].is_none())
                     .map(|i| plan.stages[i.stage].name.clone())
                     .unwrap_or_default();
-                // Parameters may have changed too: compare what is known without inputs.
-                let own = key_inputs(stage, &BTreeMap::new(), &file_digests(stage, store));
-                let reason = previous()
-                    .and_then(|mut old| {
-                        old.as_object_mut()?.insert("inputs".into(), serde_json::json!({}));
-                        first_difference(&old, &own)
+                // The known inputs are compared; parameters may have changed too.
+                let known: BTreeMap<String, String> = stage
+                    .inputs
+                    .iter()
+                    .filter_map(|i| {
+                        let meta = metas[i.stage].as_ref()?;
+                        Some((i.name.clone(), meta.outputs.get(i.output)?.digest.clone()))
                     })
-                    .map(|d| describe_change(plan, stage, &d))
-                    .unwrap_or_else(|| format!("upstream `{upstream}` will run"));
-                Status::WillRun { key: None, reason }
+                    .collect();
+                let own = key_inputs(stage, &known, &files);
+                let previous = previous();
+                let changes: Vec<String> = previous
+                    .as_ref()
+                    .map(|p| {
+                        let mut old = p.key_inputs.clone();
+                        if let Some(inputs) = old.get_mut("inputs").and_then(|v| v.as_object_mut()) {
+                            inputs.retain(|name, _| known.contains_key(name));
+                        }
+                        differences(&old, &own)
+                    })
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|d| describe_change(plan, stage, d))
+                    .collect();
+                let reason = changes.first().cloned().unwrap_or_else(|| format!("upstream `{upstream}` will run"));
+                Status::WillRun { key: None, key_inputs: own, reason, previous: previous.map(Box::new), changes }
             }
         };
         metas.push(match &status {
@@ -154,7 +202,7 @@ pub fn status(plan: &Plan, store: &Store, force: &[String]) -> Vec<Status> {
 }
 
 /// `inputs.data 1a2b3c4d -> 5e6f7a8b` reads better as `input data (from tokens) changed`.
-fn describe_change(plan: &Plan, stage: &PlannedStage, difference: &str) -> String {
+pub fn describe_change(plan: &Plan, stage: &PlannedStage, difference: &str) -> String {
     if let Some(rest) = difference.strip_prefix("inputs.") {
         let name = rest.split_whitespace().next().unwrap_or(rest);
         if let Some(input) = stage.inputs.iter().find(|i| i.name == name) {

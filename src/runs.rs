@@ -136,9 +136,22 @@ pub fn list(runs_dir: &Path) -> Vec<String> {
     ids
 }
 
-/// For each stage of a pipeline, the key inputs it had in the newest earlier run that
-/// recorded them (looking back at most `RECENT` runs), for explaining what changed.
-pub fn previous_key_inputs(runs_dir: &Path, pipeline: &str) -> BTreeMap<String, serde_json::Value> {
+/// A stage's newest cached entry in earlier runs: what a stage that will run is
+/// compared with.
+#[derive(Debug, Clone)]
+pub struct Previous {
+    pub run: String,
+    pub key: String,
+    pub key_inputs: serde_json::Value,
+}
+
+/// For each stage of a pipeline, the newest entry an earlier run recorded for it that
+/// is still cached (`cached` says which keys are), looking back at most `RECENT` runs.
+pub fn previous_entries(
+    runs_dir: &Path,
+    pipeline: &str,
+    cached: impl Fn(&str) -> bool,
+) -> BTreeMap<String, Previous> {
     const RECENT: usize = 50;
     let mut found = BTreeMap::new();
     for id in list(runs_dir).into_iter().take(RECENT) {
@@ -147,8 +160,9 @@ pub fn previous_key_inputs(runs_dir: &Path, pipeline: &str) -> BTreeMap<String, 
             continue;
         }
         for stage in manifest.stages {
-            if let Some(inputs) = stage.key_inputs {
-                found.entry(stage.name).or_insert(inputs);
+            let (Some(key), Some(key_inputs)) = (stage.key, stage.key_inputs) else { continue };
+            if !found.contains_key(&stage.name) && cached(&key) {
+                found.insert(stage.name, Previous { run: manifest.id.clone(), key, key_inputs });
             }
         }
     }

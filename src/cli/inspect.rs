@@ -1,7 +1,6 @@
 //! `kiln inspect PIPELINE STAGE[.OUTPUT]`: what a cached stage produced — schema, rows,
 //! bytes and the first rows of each table; the files of each folder artifact.
 
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use kiln_stages::stage::Artifact;
 use kiln_stages::table::{Columns, TableReader, list_i32};
 
@@ -10,8 +9,6 @@ use super::text_table::TextTable;
 use crate::exec::{self, Status};
 use crate::plan::Plan;
 use crate::store::{EntryMeta, Store};
-
-const CELL_WIDTH: usize = 48;
 
 /// How `--row` marks trained tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,36 +289,13 @@ pub fn inspect(plan: &Plan, store: &Store, target: &str, rows: usize) -> Result<
 
 fn first_rows(reader: &TableReader, limit: usize) -> Result<String, kiln_stages::StageError> {
     let mut table: Option<TextTable> = None;
-    let mut shown = 0;
     for batch in reader.batches() {
         let batch = batch?;
-        let schema = batch.schema();
-        let t = table.get_or_insert_with(|| {
-            TextTable::new(&schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>())
-        });
-        let options = FormatOptions::default();
-        let formatters: Vec<ArrayFormatter> =
-            batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options)).collect::<Result<_, _>>()?;
-        for row in 0..batch.num_rows() {
-            if shown == limit {
-                break;
-            }
-            t.row(formatters.iter().map(|f| cell(&f.value(row).to_string())).collect());
-            shown += 1;
-        }
-        if shown == limit {
+        let t = table.get_or_insert_with(|| TextTable::for_schema(&batch.schema()));
+        t.push_batch(&batch, limit)?;
+        if t.len() >= limit {
             break;
         }
     }
     Ok(table.map(|t| t.render()).unwrap_or_default())
-}
-
-/// One line, at most `CELL_WIDTH` characters.
-fn cell(text: &str) -> String {
-    let flat = text.replace('\n', "⏎");
-    if flat.chars().count() <= CELL_WIDTH {
-        flat
-    } else {
-        flat.chars().take(CELL_WIDTH - 1).collect::<String>() + "…"
-    }
 }

@@ -1,9 +1,11 @@
-//! The command line: `kiln run | plan | inspect | runs | show | stages`.
+//! The command line: `kiln run | plan | inspect | query | runs | show | stages`.
 //!
 //! `main` parses, calls [`main_with`], and exits with its status: 0 success, 1 a stage
 //! failed (or a requested artifact is missing), 2 a usage or spec error.
 
+mod explain;
 mod inspect;
+mod query;
 mod reporter;
 mod text_table;
 
@@ -34,9 +36,11 @@ enum Command {
     /// Run a pipeline: every stage whose key is not cached is computed.
     Run(RunArgs),
     /// Show which stages are cached and which will run, and why.
-    Plan(PipelineArgs),
+    Plan(PlanArgs),
     /// Show a cached stage output: schema, rows and the first rows.
     Inspect(InspectArgs),
+    /// Run a SQL query over the cached outputs of a pipeline's stages.
+    Query(QueryArgs),
     /// List recorded runs, newest first.
     Runs(StoreArgs),
     /// Show one recorded run.
@@ -61,6 +65,16 @@ struct PipelineArgs {
     set: Vec<String>,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+#[derive(Args, Debug)]
+struct PlanArgs {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// Show each stage's whole key, and every field that differs from its newest cached
+    /// entry in earlier runs.
+    #[arg(long)]
+    explain: bool,
 }
 
 #[derive(Args, Debug)]
@@ -96,6 +110,20 @@ struct InspectArgs {
     /// Mark trained tokens with characters, not colours (the default off a terminal).
     #[arg(long)]
     plain: bool,
+}
+
+#[derive(Args, Debug)]
+struct QueryArgs {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// The query (DataFusion SQL); each stage is a table named after it, and each output
+    /// of a stage with several is also `stage_output`.
+    sql: String,
+    #[arg(long, value_enum, default_value_t = query::Format::Table)]
+    format: query::Format,
+    /// Write the result to this file instead of the terminal.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -159,6 +187,12 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<(), Failure> {
                 None => inspect::inspect(&plan, &store, &args.stage, args.rows)?,
             };
             print(&text);
+            Ok(())
+        }
+        Command::Query(args) => {
+            let plan = plan_of(&args.pipeline, registry)?;
+            let store = store_of(&args.pipeline.store);
+            print(&query::query(&plan, &store, &args.sql, args.format, args.output.as_deref())?);
             Ok(())
         }
         Command::Runs(args) => {
@@ -238,9 +272,13 @@ fn run_summary(manifest: &Manifest, seconds: f64) -> String {
     )
 }
 
-fn plan(args: PipelineArgs, registry: &Registry) -> Result<(), Failure> {
-    let plan = plan_of(&args, registry)?;
-    let store = store_of(&args.store);
+fn plan(args: PlanArgs, registry: &Registry) -> Result<(), Failure> {
+    let plan = plan_of(&args.pipeline, registry)?;
+    let store = store_of(&args.pipeline.store);
+    if args.explain {
+        print(&explain::explain(&plan, &exec::status(&plan, &store, &[])));
+        return Ok(());
+    }
     let mut table = TextTable::new(&["stage", "kind", "status", "why"]);
     for (stage, status) in plan.stages.iter().zip(exec::status(&plan, &store, &[])) {
         let (word, why) = match status {

@@ -63,40 +63,45 @@ pub fn canonical(value: &Value) -> String {
     serde_json::to_string(&sorted(value)).expect("JSON values serialize")
 }
 
-/// The first difference between two key-input objects, as `path old -> new`, in a
-/// fixed order of importance: parameters, seed, inputs, then the rest.
-pub fn first_difference(old: &Value, new: &Value) -> Option<String> {
-    fn walk(path: &str, old: Option<&Value>, new: Option<&Value>) -> Option<String> {
+/// Every difference between two key-input objects, as `path old -> new`, in a fixed
+/// order of importance: parameters, seed, inputs, then the rest; within each, by path.
+pub fn differences(old: &Value, new: &Value) -> Vec<String> {
+    fn walk(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<String>) {
         match (old, new) {
             (Some(Value::Object(a)), Some(Value::Object(b))) => {
                 let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
                 keys.sort();
                 keys.dedup();
-                keys.into_iter().find_map(|k| {
+                for k in keys {
                     let sub = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-                    walk(&sub, a.get(k), b.get(k))
-                })
+                    walk(&sub, a.get(k), b.get(k), out);
+                }
             }
-            (a, b) if a == b => None,
-            (a, b) => Some(format!("{path} {} -> {}", show(a), show(b))),
+            (a, b) if a == b => {}
+            (a, b) => out.push(format!("{path} {} -> {}", show(a), show(b))),
         }
     }
-    fn show(v: Option<&Value>) -> String {
-        match v {
-            None => "(none)".into(),
-            Some(Value::String(s)) if s.len() > 24 && s.chars().all(|c| c.is_ascii_hexdigit()) => s[..8].to_string(),
-            Some(Value::String(s)) if s.contains('\n') => {
-                format!("{:?}", s.lines().next().unwrap_or(""))
-            }
-            Some(v) => v.to_string(),
-        }
+    let mut out = Vec::new();
+    for field in FIELDS {
+        walk(field, old.get(field), new.get(field), &mut out);
     }
-    for field in ["with", "seed", "inputs", "files", "version", "outputs", "device", "kernels", "kind"] {
-        if let Some(d) = walk(field, old.get(field), new.get(field)) {
-            return Some(d);
+    out
+}
+
+/// The fields of key inputs, most telling first.
+pub const FIELDS: [&str; 9] = ["with", "seed", "inputs", "files", "version", "outputs", "device", "kernels", "kind"];
+
+/// A key-input value for one line: digests shortened to 8 digits, a multi-line text to
+/// its first line.
+pub fn show(v: Option<&Value>) -> String {
+    match v {
+        None => "(none)".into(),
+        Some(Value::String(s)) if s.len() > 24 && s.chars().all(|c| c.is_ascii_hexdigit()) => s[..8].to_string(),
+        Some(Value::String(s)) if s.contains('\n') => {
+            format!("{:?}", s.lines().next().unwrap_or(""))
         }
+        Some(v) => v.to_string(),
     }
-    None
 }
 
 #[cfg(test)]
@@ -113,10 +118,10 @@ mod tests {
     }
 
     #[test]
-    fn the_first_difference_names_the_parameter() {
+    fn differences_name_the_parameter_first() {
         let old = json!({"kind": "pack", "with": {"seq_len": 1024, "algorithm": "x"}, "inputs": {"data": "aa"}});
         let new = json!({"kind": "pack", "with": {"seq_len": 2048, "algorithm": "x"}, "inputs": {"data": "bb"}});
-        assert_eq!(first_difference(&old, &new).unwrap(), "with.seq_len 1024 -> 2048");
-        assert_eq!(first_difference(&old, &old), None);
+        assert!(differences(&old, &old).is_empty());
+        assert_eq!(differences(&old, &new), ["with.seq_len 1024 -> 2048", "inputs.data aa -> bb"]);
     }
 }

@@ -43,6 +43,18 @@ pub fn plan_schema(query: &str, tables: &[(String, SchemaRef)]) -> Result<Schema
     Ok(Arc::new(frame.schema().as_arrow().clone()))
 }
 
+/// The tables a query reads, as DataFusion resolves them (names of its own `WITH`
+/// tables left out). A query that does not parse is an error with DataFusion's message.
+pub fn table_names(query: &str) -> Result<Vec<String>, String> {
+    let state = session().state();
+    let dialect = state.config().options().sql_parser.dialect.clone();
+    let statement = state.sql_to_statement(query, &dialect).map_err(|e| failed(query, e))?;
+    let references = state.resolve_table_references(&statement).map_err(|e| failed(query, e))?;
+    let mut names: Vec<String> = references.iter().map(|r| r.table().to_string()).collect();
+    names.dedup();
+    Ok(names)
+}
+
 /// Runs a query over table folders (each a folder of Parquet parts).
 pub fn execute(query: &str, tables: &[(String, &Path)]) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
     let ctx = session();

@@ -1,0 +1,136 @@
+//! `kiln query PIPELINE "SQL"`: DataFusion over the cached outputs of a pipeline's
+//! stages, read in place. Each stage is a table named after it (its first output); each
+//! output of a stage with several is also `stage_output`. Only the tables the query
+//! names are opened, so a stage that is not cached is an error only when it is asked for.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use clap::ValueEnum;
+use kiln_stages::sql::engine;
+use kiln_stages::stage::Artifact;
+
+use super::Failure;
+use super::text_table::TextTable;
+use crate::exec::{self, Status};
+use crate::plan::Plan;
+use crate::store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// An aligned table, long cells shortened (the default).
+    Table,
+    Csv,
+    /// One JSON object per line.
+    Json,
+    /// Parquet, zstd-compressed (needs `--output`).
+    Parquet,
+}
+
+/// The table names of a plan: `(name, stage index, output)`.
+fn tables(plan: &Plan) -> Vec<(String, usize, &'static str)> {
+    let mut out = Vec::new();
+    for (i, stage) in plan.stages.iter().enumerate() {
+        let outputs: Vec<_> = stage.outputs.iter().filter(|o| matches!(o.artifact, Artifact::Table(_))).collect();
+        if let Some(first) = outputs.first() {
+            out.push((stage.name.clone(), i, first.name));
+        }
+        if stage.outputs.len() > 1 {
+            out.extend(outputs.iter().map(|o| (format!("{}_{}", stage.name, o.name), i, o.name)));
+        }
+    }
+    out
+}
+
+/// Runs the query; returns what to print (nothing when written to `output`).
+pub fn query(
+    plan: &Plan,
+    store: &Store,
+    sql: &str,
+    format: Format,
+    output: Option<&Path>,
+) -> Result<String, Failure> {
+    let names = engine::table_names(sql).map_err(|e| Failure::usage(format!("error: {e}")))?;
+    let known = tables(plan);
+    let statuses = exec::status(plan, store, &[]);
+    let mut dirs: Vec<(String, PathBuf)> = Vec::new();
+    for name in names {
+        let Some((_, index, output)) = known.iter().find(|(n, _, _)| *n == name) else {
+            return Err(Failure::usage(format!(
+                "error: no table `{name}`: the tables are the stages of `{}` ({}){}\n  in the query: {sql}",
+                plan.spec.name,
+                known.iter().map(|(n, _, _)| n.as_str()).collect::<Vec<_>>().join(", "),
+                crate::diagnostic::suggestion(&name, known.iter().map(|(n, _, _)| n.as_str()))
+            )));
+        };
+        let stage = &plan.stages[*index].name;
+        let Status::Cached { key, .. } = &statuses[*index] else {
+            return Err(Failure::failed(format!(
+                "error: stage `{stage}` is not cached yet; build it with `kiln run {} --until {stage}`",
+                plan.spec.path.display()
+            )));
+        };
+        dirs.push((name.clone(), store.entry_dir(key).join(output)));
+    }
+    let tables: Vec<(String, &Path)> = dirs.iter().map(|(n, d)| (n.clone(), d.as_path())).collect();
+    let (schema, batches) = engine::execute(sql, &tables).map_err(|e| Failure::usage(format!("error: {e}")))?;
+    let failed = |e: &dyn std::fmt::Display| Failure::failed(format!("error: writing the result: {e}"));
+    match (format, output) {
+        (Format::Table, None) => {
+            let mut table = TextTable::for_schema(&schema);
+            for batch in &batches {
+                table.push_batch(batch, usize::MAX).map_err(|e| failed(&e))?;
+            }
+            let rows = table.len();
+            Ok(format!("{}({rows} row{})\n", table.render(), if rows == 1 { "" } else { "s" }))
+        }
+        (Format::Table, Some(_)) => Err(Failure::usage("error: --output needs --format csv, json or parquet")),
+        (Format::Parquet, None) => {
+            Err(Failure::usage("error: --format parquet needs --output FILE (Parquet is not for a terminal)"))
+        }
+        (format, Some(path)) => {
+            let file = std::fs::File::create(path)
+                .map_err(|e| Failure::failed(format!("error: cannot create {}: {e}", path.display())))?;
+            write(format, &schema, &batches, std::io::BufWriter::new(file)).map_err(|e| failed(&e))?;
+            Ok(String::new())
+        }
+        (format, None) => {
+            let mut bytes = Vec::new();
+            write(format, &schema, &batches, &mut bytes).map_err(|e| failed(&e))?;
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        }
+    }
+}
+
+fn write(format: Format, schema: &SchemaRef, batches: &[RecordBatch], mut to: impl Write + Send) -> anyhow::Result<()> {
+    match format {
+        Format::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut to);
+            for batch in batches {
+                writer.write(batch)?;
+            }
+        }
+        Format::Json => {
+            let mut writer = arrow::json::LineDelimitedWriter::new(&mut to);
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
+        }
+        Format::Parquet => {
+            let properties = parquet::file::properties::WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+                .build();
+            let mut writer = parquet::arrow::ArrowWriter::try_new(&mut to, schema.clone(), Some(properties))?;
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            writer.close()?;
+        }
+        Format::Table => unreachable!("tables are rendered, not written"),
+    }
+    to.flush()?;
+    Ok(())
+}
