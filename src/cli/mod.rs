@@ -1,8 +1,9 @@
-//! The command line: `kiln run | plan | inspect | query | runs | show | stages`.
+//! The command line: `kiln run | plan | dag | inspect | query | runs | show | stages`.
 //!
 //! `main` parses, calls [`main_with`], and exits with its status: 0 success, 1 a stage
 //! failed (or a requested artifact is missing), 2 a usage or spec error.
 
+mod dag;
 mod explain;
 mod inspect;
 mod query;
@@ -39,6 +40,8 @@ enum Command {
     Plan(PlanArgs),
     /// Show a cached stage output: schema, rows and the first rows.
     Inspect(InspectArgs),
+    /// Draw the stage graph with each stage's cache status.
+    Dag(DagArgs),
     /// Run a SQL query over the cached outputs of a pipeline's stages.
     Query(QueryArgs),
     /// List recorded runs, newest first.
@@ -110,6 +113,14 @@ struct InspectArgs {
     /// Mark trained tokens with characters, not colours (the default off a terminal).
     #[arg(long)]
     plain: bool,
+}
+
+#[derive(Args, Debug)]
+struct DagArgs {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    #[arg(long, value_enum, default_value_t = dag::Format::Text)]
+    format: dag::Format,
 }
 
 #[derive(Args, Debug)]
@@ -187,6 +198,12 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<(), Failure> {
                 None => inspect::inspect(&plan, &store, &args.stage, args.rows)?,
             };
             print(&text);
+            Ok(())
+        }
+        Command::Dag(args) => {
+            let plan = plan_of(&args.pipeline, registry)?;
+            let statuses = exec::status(&plan, &store_of(&args.pipeline.store), &[]);
+            print(&dag::render(&plan, &statuses, args.format));
             Ok(())
         }
         Command::Query(args) => {
