@@ -1,9 +1,10 @@
-//! The command line: `kiln run | plan | dag | inspect | query | runs | show | stages`.
+//! The command line: `kiln run | plan | dag | inspect | query | runs | show | diff | stages`.
 //!
 //! `main` parses, calls [`main_with`], and exits with its status: 0 success, 1 a stage
 //! failed (or a requested artifact is missing), 2 a usage or spec error.
 
 mod dag;
+mod diff;
 mod explain;
 mod inspect;
 mod query;
@@ -48,6 +49,8 @@ enum Command {
     Runs(StoreArgs),
     /// Show one recorded run.
     Show(ShowArgs),
+    /// Compare two runs: which stages' keys differ and why, and their metrics.
+    Diff(DiffArgs),
     /// List the stage kinds with their inputs and parameters.
     Stages,
 }
@@ -145,6 +148,16 @@ struct ShowArgs {
     store: StoreArgs,
 }
 
+#[derive(Args, Debug)]
+struct DiffArgs {
+    /// A run id (or a unique prefix of one), or `last`.
+    run_a: String,
+    /// Another run.
+    run_b: String,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
 /// The failure of a command, with its exit status.
 pub struct Failure {
     pub status: u8,
@@ -219,6 +232,12 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<(), Failure> {
         Command::Show(args) => {
             let store = store_of(&args.store);
             print(&show_run(&store, &args.run)?);
+            Ok(())
+        }
+        Command::Diff(args) => {
+            let store = store_of(&args.store);
+            let (a, b) = (find_run(&store, &args.run_a)?, find_run(&store, &args.run_b)?);
+            print(&diff::diff(&a, &b));
             Ok(())
         }
         Command::Stages => {
