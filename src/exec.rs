@@ -15,7 +15,7 @@ use kiln_stages::table::TableReader;
 
 use crate::plan::key::{differences, key_inputs, key_of};
 use crate::plan::{Plan, PlannedStage};
-use crate::runs::{self, Manifest, PipelineRecord, Previous, RunStatus, StageRecord, StageStatus};
+use crate::runs::{self, Manifest, PipelineRecord, Previous, RunStatus, StageRecord, StageStatus, Verified};
 use crate::store::{EntryMeta, OutputMeta, Store, describe_output};
 
 /// Which stages a run computes.
@@ -29,6 +29,9 @@ pub struct Selection {
     pub until: Option<String>,
     /// Recompute these even if cached.
     pub force: Vec<String>,
+    /// Recompute every selected stage that is cached into a scratch area and compare
+    /// its bytes with the entry's (`rerun --verify`); the cache is left as it is.
+    pub verify: bool,
 }
 
 /// What `status` knows about a stage before running anything.
@@ -253,6 +256,8 @@ pub fn selected(plan: &Plan, selection: &Selection) -> Result<Vec<bool>, ExecErr
 #[derive(Debug)]
 pub struct Outcome {
     pub manifest: Manifest,
+    /// The run's copies of its report pages (`runs/<run>/<stage>.html`).
+    pub pages: Vec<std::path::PathBuf>,
     pub failure: Option<ExecError>,
 }
 
@@ -267,33 +272,48 @@ impl Outcome {
 }
 
 /// Runs a plan. An error before anything runs (a selection that cannot work) is `Err`;
-/// once started, the manifest is written at the start and at the end, also on failure.
+/// once started, the manifest is written at the start, after each stage and at the end,
+/// also on failure.
 pub fn run(plan: &Plan, store: &Store, selection: &Selection, reporter: &dyn Reporter) -> Result<Outcome, ExecError> {
+    let io = |what: &str, e: std::io::Error| ExecError::Io(format!("{what}: {e}"));
     let chosen = selected(plan, selection)?;
-    // A stage left out needs no computing, but a chosen stage reading it needs it cached.
-    let statuses = status(plan, store, &selection.force);
-    for (i, stage) in plan.stages.iter().enumerate() {
-        if !chosen[i] {
-            continue;
-        }
-        for input in &stage.inputs {
-            let j = input.stage;
-            if !chosen[j] && !matches!(statuses[j], Status::Cached { .. }) {
-                return Err(ExecError::Usage(format!(
-                    "stage `{}` reads `{}`, which is not cached and not selected; run `kiln run {} --until {}` first",
-                    stage.name,
-                    plan.stages[j].name,
-                    plan.spec.path.display(),
-                    plan.stages[j].name
-                )));
-            }
-        }
-    }
-
     let mut manifest = empty_manifest(plan);
     let runs_dir = store.runs_dir();
-    let save = |m: &Manifest| m.save(&runs_dir).map_err(|e| ExecError::Io(format!("writing the run manifest: {e}")));
-    save(&manifest)?;
+    let save = |m: &Manifest| m.save(&runs_dir).map_err(|e| io("writing the run manifest", e));
+    let run_lock;
+    {
+        // What is cached now is recorded as held before the guard is released: `gc`
+        // decides under the same guard, so it sees either the record or no entry.
+        let _guard = store.guard(false).map_err(|e| io("locking the store", e))?;
+        let statuses = status(plan, store, &selection.force);
+        // A stage left out needs no computing, but a chosen stage reading it needs it cached.
+        for (i, stage) in plan.stages.iter().enumerate() {
+            if !chosen[i] {
+                continue;
+            }
+            for input in &stage.inputs {
+                let j = input.stage;
+                if !chosen[j] && !matches!(statuses[j], Status::Cached { .. }) {
+                    return Err(ExecError::Usage(format!(
+                        "stage `{}` reads `{}`, which is not cached and not selected; run `kiln run {} --until {}` first",
+                        stage.name,
+                        plan.stages[j].name,
+                        plan.spec.path.display(),
+                        plan.stages[j].name
+                    )));
+                }
+            }
+        }
+        manifest.holds = statuses
+            .iter()
+            .filter_map(|s| match s {
+                Status::Cached { key, .. } => Some(key.clone()),
+                Status::WillRun { .. } => None,
+            })
+            .collect();
+        run_lock = store.run_lock(&manifest.id).map_err(|e| io("locking the run", e))?;
+        save(&manifest)?;
+    }
 
     let mut metas: Vec<Option<EntryMeta>> = vec![None; plan.stages.len()];
     let mut failure = None;
@@ -307,7 +327,20 @@ pub fn run(plan: &Plan, store: &Store, selection: &Selection, reporter: &dyn Rep
                     let inputs = key_inputs(stage, &digests, &file_digests(stage, store));
                     let key = key_of(&inputs);
                     let forced = selection.force.contains(&stage.name);
-                    match store.meta(&key) {
+                    let cached = {
+                        let _guard = store.guard(false).map_err(|e| io("locking the store", e))?;
+                        if !manifest.holds.contains(&key) {
+                            manifest.holds.push(key.clone());
+                            save(&manifest)?;
+                        }
+                        store.meta(&key)
+                    };
+                    match cached {
+                        Some(meta) if chosen[i] && selection.verify && !forced => {
+                            let record = verify(plan, store, stage, &key, &meta, &metas, reporter);
+                            metas[i] = Some(meta);
+                            record
+                        }
                         Some(meta) if !(chosen[i] && forced) => {
                             let record = cached_record(stage, &key, &meta);
                             metas[i] = Some(meta);
@@ -334,11 +367,16 @@ pub fn run(plan: &Plan, store: &Store, selection: &Selection, reporter: &dyn Rep
         };
         reporter.finished(&record);
         manifest.stages.push(record);
+        if i + 1 < plan.stages.len() {
+            save(&manifest)?;
+        }
     }
     manifest.finished = Some(runs::now());
     manifest.status = if failure.is_some() { RunStatus::Failed } else { RunStatus::Ok };
     let saved = save(&manifest);
-    Ok(Outcome { manifest, failure: failure.or(saved.err()) })
+    let pages = crate::run_page::write(store, &manifest);
+    drop(run_lock);
+    Ok(Outcome { manifest, pages, failure: failure.or(saved.err()) })
 }
 
 fn empty_manifest(plan: &Plan) -> Manifest {
@@ -357,6 +395,7 @@ fn empty_manifest(plan: &Plan) -> Manifest {
         overrides: plan.spec.overrides.clone(),
         kiln_version: env!("CARGO_PKG_VERSION").into(),
         device: kiln_stages::device::name().into(),
+        holds: Vec::new(),
         stages: Vec::new(),
     }
 }
@@ -373,6 +412,7 @@ fn skipped(stage: &PlannedStage) -> StageRecord {
         metrics: Default::default(),
         summary: None,
         error: None,
+        verified: None,
     }
 }
 
@@ -388,6 +428,7 @@ fn cached_record(stage: &PlannedStage, key: &str, meta: &EntryMeta) -> StageReco
         metrics: meta.metrics.clone(),
         summary: meta.summary.clone(),
         error: None,
+        verified: None,
     }
 }
 
@@ -413,7 +454,7 @@ fn compute(
     let mut record = skipped(stage);
     record.key = Some(key.into());
     record.key_inputs = Some(inputs.clone());
-    let fail = |mut record: StageRecord, message: String, started: Instant| {
+    let fail = |mut record: StageRecord, message: String| {
         record.status = StageStatus::Failed;
         record.error = Some(message);
         record.duration_s = started.elapsed().as_secs_f64();
@@ -426,14 +467,10 @@ fn compute(
             reporter.waiting(&stage.name);
             match store.lock(key) {
                 Ok(lock) => lock,
-                Err(e) => {
-                    return Err(fail(record, format!("locking the cache entry: {e}"), started));
-                }
+                Err(e) => return Err(fail(record, format!("locking the cache entry: {e}"))),
             }
         }
-        Err(e) => {
-            return Err(fail(record, format!("locking the cache entry: {e}"), started));
-        }
+        Err(e) => return Err(fail(record, format!("locking the cache entry: {e}"))),
     };
     // Another run may have written the entry while this one waited.
     if let Some(meta) = store.meta(key).filter(|_| !forced) {
@@ -443,10 +480,59 @@ fn compute(
 
     let tmp = match store.fresh_tmp(key) {
         Ok(tmp) => tmp,
-        Err(e) => {
-            return Err(fail(record, format!("preparing {}: {e}", store.tmp_dir(key).display()), started));
+        Err(e) => return Err(fail(record, format!("preparing {}: {e}", store.tmp_dir(key).display()))),
+    };
+    let scratch = store.scratch_dir(key);
+    let produced = match produce(plan, store, stage, metas, &tmp, &scratch, reporter) {
+        Ok(produced) => produced,
+        Err(message) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(fail(record, message));
         }
     };
+    let duration = started.elapsed().as_secs_f64();
+    let meta = EntryMeta {
+        key: key.into(),
+        kind: stage.kind.kind().into(),
+        stage: stage.name.clone(),
+        key_inputs: inputs,
+        outputs: produced.outputs,
+        metrics: produced.report.metrics,
+        summary: produced.report.summary,
+        created: runs::now(),
+        duration_s: duration,
+        kiln_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    if let Err(e) = store.commit(&tmp, &meta) {
+        return Err(fail(record, format!("committing the cache entry: {e}")));
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    drop(lock);
+    record.status = StageStatus::Ran;
+    record.duration_s = duration;
+    record.outputs = meta.outputs.clone();
+    record.metrics = meta.metrics.clone();
+    record.summary = meta.summary.clone();
+    Ok((record, meta))
+}
+
+/// What a stage wrote into a folder: its outputs described, and its report.
+struct Produced {
+    outputs: BTreeMap<String, OutputMeta>,
+    report: kiln_stages::stage::StageReport,
+}
+
+/// Runs a stage with its inputs read from their cache entries and its outputs written
+/// under `dir`; describes each output (digest, bytes, files, rows).
+fn produce(
+    plan: &Plan,
+    store: &Store,
+    stage: &PlannedStage,
+    metas: &[Option<EntryMeta>],
+    dir: &std::path::Path,
+    scratch: &std::path::Path,
+    reporter: &dyn Reporter,
+) -> Result<Produced, String> {
     let input_slots: BTreeMap<String, Slot> = stage
         .inputs
         .iter()
@@ -467,7 +553,7 @@ fn compute(
         .iter()
         .map(|o| {
             let slot = Slot {
-                dir: tmp.join(o.name),
+                dir: dir.join(o.name),
                 artifact: o.artifact.clone(),
                 origin: format!("{}.{}", stage.name, o.name),
             };
@@ -476,84 +562,134 @@ fn compute(
         .collect();
 
     let progress = reporter.started(&stage.name, stage.kind.kind());
-    let scratch = store.scratch_dir(key);
     let result = {
-        let mut ctx =
-            StageContext::new(&stage.name, stage.seed, input_slots, output_slots, scratch.clone(), progress.as_ref());
+        let mut ctx = StageContext::new(
+            &stage.name,
+            stage.seed,
+            input_slots,
+            output_slots,
+            scratch.to_path_buf(),
+            progress.as_ref(),
+        );
         catch_unwind(AssertUnwindSafe(|| stage.configured.run(&mut ctx)))
     };
     drop(progress);
     let report = match result {
         Ok(Ok(report)) => report,
-        Ok(Err(e)) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(fail(record, e.to_string(), started));
-        }
+        Ok(Err(e)) => return Err(e.to_string()),
         Err(panic) => {
-            let _ = std::fs::remove_dir_all(&tmp);
             let what = panic
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            return Err(fail(record, format!("panicked (this is a bug in kiln, please report it): {what}"), started));
+            return Err(format!("panicked (this is a bug in kiln, please report it): {what}"));
         }
     };
 
     let mut outputs = BTreeMap::new();
     for o in &stage.outputs {
-        let dir = tmp.join(o.name);
-        if !dir.exists() {
-            let _ = std::fs::create_dir_all(&dir);
+        let out = dir.join(o.name);
+        if !out.exists() {
+            let _ = std::fs::create_dir_all(&out);
         }
-        let (digest, bytes, files) = match describe_output(&dir) {
-            Ok(d) => d,
-            Err(e) => {
-                return Err(fail(record, format!("reading output `{}`: {e}", o.name), started));
-            }
-        };
+        let (digest, bytes, files) = describe_output(&out).map_err(|e| format!("reading output `{}`: {e}", o.name))?;
         let rows = match &o.artifact {
-            Artifact::Table(_) => match TableReader::open(&dir).and_then(|t| t.num_rows()) {
-                Ok(rows) => Some(rows as u64),
-                Err(e) => {
-                    return Err(fail(record, format!("output `{}` is not a readable table: {e}", o.name), started));
-                }
-            },
+            Artifact::Table(_) => Some(
+                TableReader::open(&out)
+                    .and_then(|t| t.num_rows())
+                    .map_err(|e| format!("output `{}` is not a readable table: {e}", o.name))? as u64,
+            ),
             Artifact::Files(_) => None,
         };
-        outputs.insert(
-            o.name.to_string(),
-            OutputMeta {
-                artifact: o.artifact.describe().lines().next().unwrap_or("").into(),
-                digest,
-                rows,
-                bytes,
-                files,
-            },
-        );
+        let artifact = o.artifact.describe().lines().next().unwrap_or("").into();
+        outputs.insert(o.name.to_string(), OutputMeta { artifact, digest, rows, bytes, files });
     }
-    let duration = started.elapsed().as_secs_f64();
-    let meta = EntryMeta {
-        key: key.into(),
-        kind: stage.kind.kind().into(),
-        stage: stage.name.clone(),
-        key_inputs: inputs,
-        outputs,
-        metrics: report.metrics,
-        summary: report.summary,
-        created: runs::now(),
-        duration_s: duration,
-        kiln_version: env!("CARGO_PKG_VERSION").into(),
-    };
-    if let Err(e) = store.commit(&tmp, &meta) {
-        return Err(fail(record, format!("committing the cache entry: {e}"), started));
+    Ok(Produced { outputs, report })
+}
+
+/// Recomputes a cached stage under `verify/<key>/` and compares what it wrote with the
+/// entry, file by file; the entry is not touched and the recomputation is removed.
+fn verify(
+    plan: &Plan,
+    store: &Store,
+    stage: &PlannedStage,
+    key: &str,
+    meta: &EntryMeta,
+    metas: &[Option<EntryMeta>],
+    reporter: &dyn Reporter,
+) -> StageRecord {
+    let started = Instant::now();
+    let mut record = cached_record(stage, key, meta);
+    let dir = store.verify_dir(key);
+    let _ = std::fs::remove_dir_all(&dir);
+    let produced = produce(plan, store, stage, metas, &dir.join("out"), &dir.join("scratch"), reporter);
+    record.duration_s = started.elapsed().as_secs_f64();
+    match produced {
+        Ok(produced) => {
+            let mut differing = Vec::new();
+            for (name, cached) in &meta.outputs {
+                // The bytes on disk, not the digest recorded at write time: what
+                // downstream stages read is what is compared.
+                match produced.outputs.get(name) {
+                    Some(again) => differing.extend(differing_files(
+                        &store.entry_dir(key).join(name),
+                        &cached.files,
+                        &dir.join("out").join(name),
+                        &again.files,
+                        name,
+                    )),
+                    None => differing.push(format!("{name}/")),
+                }
+            }
+            record.verified = Some(Verified { reproducible: differing.is_empty(), differing });
+        }
+        Err(message) => {
+            record.status = StageStatus::Failed;
+            record.error = Some(format!("recomputing it to verify: {message}"));
+        }
     }
-    let _ = std::fs::remove_dir_all(&scratch);
-    drop(lock);
-    record.status = StageStatus::Ran;
-    record.duration_s = duration;
-    record.outputs = meta.outputs.clone();
-    record.metrics = meta.metrics.clone();
-    record.summary = meta.summary.clone();
-    Ok((record, meta))
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir(store.root().join("verify")); // only if no other stage is there
+    record
+}
+
+/// `output/file` for each file whose bytes differ between two folders, or that only one
+/// of them has.
+fn differing_files(
+    a: &std::path::Path,
+    a_files: &[String],
+    b: &std::path::Path,
+    b_files: &[String],
+    output: &str,
+) -> Vec<String> {
+    let mut names: Vec<&String> = a_files.iter().chain(b_files).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|f| !same_bytes(&a.join(f), &b.join(f)).unwrap_or(false))
+        .map(|f| format!("{output}/{f}"))
+        .collect()
+}
+
+/// Whether two files hold the same bytes, read a megabyte at a time (a checkpoint can be
+/// larger than memory).
+fn same_bytes(a: &std::path::Path, b: &std::path::Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let (mut fa, mut fb) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
+    if fa.metadata()?.len() != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = fa.read(&mut ba)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        fb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
 }

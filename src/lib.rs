@@ -19,7 +19,9 @@
 pub mod cli;
 pub mod diagnostic;
 pub mod exec;
+pub mod gc;
 pub mod plan;
+pub mod run_page;
 pub mod runs;
 pub mod source;
 pub mod spec;

@@ -23,6 +23,10 @@ pub struct Manifest {
     pub overrides: Vec<String>,
     pub kiln_version: String,
     pub device: String,
+    /// The keys this run reads or writes, recorded before it uses them: what `kiln gc`
+    /// spares while the run is live.
+    #[serde(default)]
+    pub holds: Vec<String>,
     pub stages: Vec<StageRecord>,
 }
 
@@ -62,6 +66,17 @@ pub struct StageRecord {
     pub summary: Option<String>,
     #[serde(default)]
     pub error: Option<String>,
+    /// `rerun --verify`: whether recomputing gave the cached bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Verified>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verified {
+    pub reproducible: bool,
+    /// `output/file` paths whose bytes differ, or that exist on one side only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differing: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,11 +162,7 @@ pub struct Previous {
 
 /// For each stage of a pipeline, the newest entry an earlier run recorded for it that
 /// is still cached (`cached` says which keys are), looking back at most `RECENT` runs.
-pub fn previous_entries(
-    runs_dir: &Path,
-    pipeline: &str,
-    cached: impl Fn(&str) -> bool,
-) -> BTreeMap<String, Previous> {
+pub fn previous_entries(runs_dir: &Path, pipeline: &str, cached: impl Fn(&str) -> bool) -> BTreeMap<String, Previous> {
     const RECENT: usize = 50;
     let mut found = BTreeMap::new();
     for id in list(runs_dir).into_iter().take(RECENT) {

@@ -1,5 +1,6 @@
 //! The cache store: `.kiln/` with `cache/<key>/` entries, `tmp/` for entries being
-//! written, `scratch/` for resumable work, `locks/` and `runs/`.
+//! written, `scratch/` for resumable work, `verify/` for `rerun --verify`, `locks/` and
+//! `runs/`.
 //!
 //! Invariant: a folder under `cache/` is complete. An entry is written under `tmp/`,
 //! its files fsynced, its `meta.json` written last, and the folder renamed into place;
@@ -102,6 +103,51 @@ impl Store {
         Ok(KeyLock { _file: file })
     }
 
+    /// Held shared by a run while it decides which entries it reads and records them
+    /// in its manifest, and exclusively by `gc` while it decides and removes: so gc
+    /// never removes an entry a running pipeline has counted on.
+    pub fn guard(&self, exclusive: bool) -> io::Result<KeyLock> {
+        fs::create_dir_all(&self.root)?;
+        let file = File::options().create(true).truncate(false).write(true).open(self.root.join("gc.lock"))?;
+        if exclusive {
+            file.lock()?
+        } else {
+            file.lock_shared()?
+        }
+        Ok(KeyLock { _file: file })
+    }
+
+    /// Held by a run for as long as its process lives (a killed run releases it).
+    pub fn run_lock(&self, id: &str) -> io::Result<KeyLock> {
+        let dir = self.runs_dir().join(id);
+        fs::create_dir_all(&dir)?;
+        let file = File::options().create(true).truncate(false).write(true).open(dir.join("lock"))?;
+        file.lock()?;
+        Ok(KeyLock { _file: file })
+    }
+
+    /// Whether the run's process still holds its lock.
+    pub fn run_is_live(&self, id: &str) -> bool {
+        let Ok(file) = File::options().write(true).open(self.runs_dir().join(id).join("lock")) else {
+            return false;
+        };
+        matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock))
+    }
+
+    /// Where `rerun --verify` recomputes a stage: beside the cache, never in it.
+    pub fn verify_dir(&self, key: &str) -> PathBuf {
+        self.root.join("verify").join(key)
+    }
+
+    /// The keys of the entries in the cache.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = fs::read_dir(self.root.join("cache"))
+            .map(|dir| dir.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    }
+
     fn lock_file(&self, key: &str) -> io::Result<File> {
         let dir = self.root.join("locks");
         fs::create_dir_all(&dir)?;
@@ -187,6 +233,11 @@ impl Store {
         }
         Ok(digest)
     }
+}
+
+/// The bytes of the files under `dir` (0 if it does not exist).
+pub fn size_of(dir: &Path) -> u64 {
+    files_under(dir).unwrap_or_default().iter().filter_map(|f| fs::metadata(dir.join(f)).ok()).map(|m| m.len()).sum()
 }
 
 /// Relative paths of the files under `dir`, sorted.

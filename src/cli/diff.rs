@@ -12,7 +12,8 @@ use crate::runs::{Manifest, StageRecord};
 pub fn diff(a: &Manifest, b: &Manifest) -> String {
     let mut out = String::new();
     for (label, m) in [("A", a), ("B", b)] {
-        let overrides = if m.overrides.is_empty() { String::new() } else { format!(", --set {}", m.overrides.join(" --set ")) };
+        let overrides =
+            if m.overrides.is_empty() { String::new() } else { format!(", --set {}", m.overrides.join(" --set ")) };
         out.push_str(&format!("{label}  run {}  {} ({}{overrides})\n", m.id, m.pipeline.name, m.pipeline.path));
     }
     let mut names: Vec<&str> = a.stages.iter().map(|s| s.name.as_str()).collect();
@@ -37,16 +38,16 @@ pub fn diff(a: &Manifest, b: &Manifest) -> String {
             same.push(name);
             continue;
         }
-        let why = match (sa.as_ref().and_then(|s| s.key_inputs.as_ref()), sb.as_ref().and_then(|s| s.key_inputs.as_ref()))
-        {
-            (Some(ia), Some(ib)) => {
-                let changes: Vec<String> = differences(ia, ib).iter().map(|d| describe(d, ib, b)).collect();
-                if changes.is_empty() { "same key inputs".into() } else { changes.join("; ") }
-            }
-            (None, Some(_)) => "not run in A".into(),
-            (Some(_), None) => "not run in B".into(),
-            (None, None) => "run in neither".into(),
-        };
+        let why =
+            match (sa.as_ref().and_then(|s| s.key_inputs.as_ref()), sb.as_ref().and_then(|s| s.key_inputs.as_ref())) {
+                (Some(ia), Some(ib)) => {
+                    let changes: Vec<String> = differences(ia, ib).iter().map(|d| describe(d, ib, b)).collect();
+                    if changes.is_empty() { "same key inputs".into() } else { changes.join("; ") }
+                }
+                (None, Some(_)) => "not run in A".into(),
+                (Some(_), None) => "not run in B".into(),
+                (None, None) => "run in neither".into(),
+            };
         keys.row(vec![name.to_string(), short(&sa), short(&sb), why]);
     }
     out.push_str("\nstages whose keys differ:\n");
@@ -63,7 +64,8 @@ pub fn diff(a: &Manifest, b: &Manifest) -> String {
     let mut metrics = TextTable::new(&["stage", "metric", "A", "B", ""]);
     let mut changed = 0;
     for &name in names.iter().filter(|n| !same.contains(n)) {
-        let (ma, mb) = (find(a, name).map(measures).unwrap_or_default(), find(b, name).map(measures).unwrap_or_default());
+        let (ma, mb) =
+            (find(a, name).map(measures).unwrap_or_default(), find(b, name).map(measures).unwrap_or_default());
         let mut fields: Vec<&String> = ma.iter().map(|(k, _)| k).collect();
         fields.extend(mb.iter().map(|(k, _)| k).filter(|k| !ma.iter().any(|(j, _)| j == *k)));
         for field in fields {
@@ -73,8 +75,10 @@ pub fn diff(a: &Manifest, b: &Manifest) -> String {
             let mark = match (&va, &vb) {
                 (Some(Value::Number(x)), Some(Value::Number(y))) if x != y => {
                     changed += 1;
-                    let (x, y) = (x.as_f64().unwrap_or(0.0), y.as_f64().unwrap_or(0.0));
-                    format!("* {}", signed(y - x))
+                    match (x.as_i64(), y.as_i64()) {
+                        (Some(x), Some(y)) => format!("* {:+}", y - x),
+                        _ => format!("* {}", signed(y.as_f64().unwrap_or(0.0) - x.as_f64().unwrap_or(0.0))),
+                    }
                 }
                 (x, y) if x != y => {
                     changed += 1;

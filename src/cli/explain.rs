@@ -45,7 +45,10 @@ pub fn explain(plan: &Plan, statuses: &[Status]) -> String {
         }
         if let Some(device) = inputs.get("device") {
             let kernels = show(inputs.get("kernels"));
-            lines.push(("device", format!("{}, kernels {}", device.as_str().unwrap_or_default(), kernels.trim_matches('"'))));
+            lines.push((
+                "device",
+                format!("{}, kernels {}", device.as_str().unwrap_or_default(), kernels.trim_matches('"')),
+            ));
         }
         if let Some(Value::Object(outputs)) = inputs.get("outputs") {
             for (name, artifact) in outputs {

@@ -1,4 +1,4 @@
-//! The command line: `kiln run | plan | dag | inspect | query | runs | show | diff | stages`.
+//! The command line: `kiln run | plan | dag | inspect | query | runs | show | diff | rerun | gc | stages`.
 //!
 //! `main` parses, calls [`main_with`], and exits with its status: 0 success, 1 a stage
 //! failed (or a requested artifact is missing), 2 a usage or spec error.
@@ -51,6 +51,11 @@ enum Command {
     Show(ShowArgs),
     /// Compare two runs: which stages' keys differ and why, and their metrics.
     Diff(DiffArgs),
+    /// Run exactly the resolved pipeline of a recorded run again; `--verify` recomputes
+    /// the cached stages too and compares their bytes with the cache.
+    Rerun(RerunArgs),
+    /// Remove the cache entries no kept run refers to.
+    Gc(GcArgs),
     /// List the stage kinds with their inputs and parameters.
     Stages,
 }
@@ -158,6 +163,30 @@ struct DiffArgs {
     store: StoreArgs,
 }
 
+#[derive(Args, Debug)]
+struct RerunArgs {
+    /// A run id (or a unique prefix of one), or `last`.
+    run: String,
+    /// Recompute every cached stage into a scratch area and compare its bytes with the
+    /// cache, reporting each stage that does not reproduce them (the cache is kept).
+    #[arg(long)]
+    verify: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Args, Debug)]
+struct GcArgs {
+    /// Keep the entries of this many newest runs (and of every running one).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    keep_runs: usize,
+    /// Only say what would be removed.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
 /// The failure of a command, with its exit status.
 pub struct Failure {
     pub status: u8,
@@ -240,6 +269,8 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<(), Failure> {
             print(&diff::diff(&a, &b));
             Ok(())
         }
+        Command::Rerun(args) => rerun(args, registry),
+        Command::Gc(args) => gc(args),
         Command::Stages => {
             print(&describe_stages(registry));
             Ok(())
@@ -270,42 +301,147 @@ fn run(args: RunArgs, registry: &Registry) -> Result<(), Failure> {
     let started = Instant::now();
     let plan = plan_of(&args.pipeline, registry)?;
     let store = store_of(&args.pipeline.store);
-    let selection = Selection { only: args.only, from: args.from, until: args.until, force: args.force };
-    let outcome = match exec::run(&plan, &store, &selection, &Terminal::new()) {
+    let selection = Selection { only: args.only, from: args.from, until: args.until, force: args.force, verify: false };
+    execute(&plan, &store, &selection, started)
+}
+
+/// `kiln rerun RUN [--verify]`: the pipeline exactly as that run resolved it.
+fn rerun(args: RerunArgs, registry: &Registry) -> Result<(), Failure> {
+    let started = Instant::now();
+    let store = store_of(&args.store);
+    let recorded = find_run(&store, &args.run)?;
+    let label = format!("{} as run {} resolved it", recorded.pipeline.path, recorded.id);
+    let loaded = crate::spec::load_resolved(
+        recorded.pipeline.path.as_ref(),
+        &label,
+        &recorded.pipeline.resolved,
+        &recorded.overrides,
+    )
+    .map_err(|d| Failure::usage(d.render()))?;
+    let plan =
+        Plan::new(loaded.spec, loaded.sources, loaded.errors, registry).map_err(|d| Failure::usage(d.render()))?;
+    let device = kiln_stages::device::name();
+    if recorded.device != device {
+        eprintln!(
+            "note: run {} computed on {}, this one on {device}: stages that use the device have other keys",
+            recorded.id, recorded.device
+        );
+    }
+    let selection = Selection { verify: args.verify, ..Selection::default() };
+    execute(&plan, &store, &selection, started)
+}
+
+fn execute(plan: &Plan, store: &Store, selection: &Selection, started: Instant) -> Result<(), Failure> {
+    let outcome = match exec::run(plan, store, selection, &Terminal::new()) {
         Ok(outcome) => outcome,
         Err(ExecError::Usage(message)) => return Err(Failure::usage(format!("error: {message}"))),
         Err(e) => return Err(Failure::failed(format!("error: {e}"))),
     };
     print(&run_summary(&outcome.manifest, started.elapsed().as_secs_f64()));
-    match outcome.failure {
-        None => Ok(()),
-        Some(e) => Err(Failure::failed(format!("error: {e}"))),
+    for page in &outcome.pages {
+        print(&format!("report: {}\n", page.display()));
     }
+    if let Some(e) = outcome.failure {
+        return Err(Failure::failed(format!("error: {e}")));
+    }
+    let differing: Vec<&str> = outcome
+        .manifest
+        .stages
+        .iter()
+        .filter(|s| s.verified.as_ref().is_some_and(|v| !v.reproducible))
+        .map(|s| s.name.as_str())
+        .collect();
+    if !differing.is_empty() {
+        return Err(Failure::failed(format!(
+            "error: not reproducible: {} (recomputing gave other bytes than the cache holds)",
+            differing.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// The end-of-run table: per stage cached or ran and its time, then the headline lines.
 fn run_summary(manifest: &Manifest, seconds: f64) -> String {
     let mut table = TextTable::new(&["stage", "kind", "status", "time", "result"]);
     for s in &manifest.stages {
-        let time = if s.status == StageStatus::Ran || s.status == StageStatus::Failed {
+        let time = if s.status == StageStatus::Ran || s.status == StageStatus::Failed || s.verified.is_some() {
             format!("{:.1}s", s.duration_s)
         } else {
             String::new()
         };
-        let result = match s.status {
-            StageStatus::Failed => s.error.clone().unwrap_or_default().lines().next().unwrap_or("").to_string(),
-            _ => s.summary.clone().unwrap_or_default(),
+        let (status, result) = match (&s.verified, s.status) {
+            (_, StageStatus::Failed) => {
+                ("failed", s.error.clone().unwrap_or_default().lines().next().unwrap_or("").to_string())
+            }
+            (Some(v), _) if v.reproducible => ("reproduced", s.summary.clone().unwrap_or_default()),
+            (Some(v), _) => ("DIFFERS", format!("other bytes in {}", v.differing.join(", "))),
+            (None, status) => (status.word(), s.summary.clone().unwrap_or_default()),
         };
-        table.row(vec![s.name.clone(), s.kind.clone(), s.status.word().into(), time, result]);
+        table.row(vec![s.name.clone(), s.kind.clone(), status.into(), time, result]);
     }
-    let ran = manifest.stages.iter().filter(|s| s.status == StageStatus::Ran).count();
-    let cached = manifest.stages.iter().filter(|s| s.status == StageStatus::Cached).count();
+    let count = |f: &dyn Fn(&runs::StageRecord) -> bool| manifest.stages.iter().filter(|s| f(s)).count();
+    let ran = count(&|s| s.status == StageStatus::Ran);
+    let cached = count(&|s| s.status == StageStatus::Cached && s.verified.is_none());
+    let verified = count(&|s| s.verified.is_some());
+    let reproduced = count(&|s| s.verified.as_ref().is_some_and(|v| v.reproducible));
+    let verify = if verified > 0 {
+        format!(", {reproduced} of {verified} recomputed reproduced the cache")
+    } else {
+        String::new()
+    };
     format!(
-        "\n{}\nrun {}: {} stages, {ran} ran, {cached} cached, {seconds:.2}s\n",
+        "\n{}\nrun {}: {} stages, {ran} ran, {cached} cached{verify}, {seconds:.2}s\n",
         table.render(),
         manifest.id,
         manifest.stages.len()
     )
+}
+
+fn gc(args: GcArgs) -> Result<(), Failure> {
+    let store = store_of(&args.store);
+    let report = crate::gc::gc(&store, args.keep_runs, args.dry_run)
+        .map_err(|e| Failure::failed(format!("error: collecting garbage in {}: {e}", store.root().display())))?;
+    let freed: u64 = report.removed.iter().map(|r| r.bytes).sum();
+    let verb = if args.dry_run { "would remove" } else { "removed" };
+    let human = crate::gc::human_bytes;
+    let mut out = format!("{verb} {} entries, {}\n", report.removed.len(), human(freed));
+    let mut table = TextTable::new(&["key", "kind", "stage", "size"]);
+    for r in &report.removed {
+        table.row(vec![r.key[..12].to_string(), r.kind.clone(), r.stage.clone(), human(r.bytes)]);
+    }
+    if !report.removed.is_empty() {
+        out.push_str(&table.render().lines().map(|l| format!("  {l}\n")).collect::<String>());
+    }
+    let live = match report.live_runs.len() {
+        0 => String::new(),
+        n => format!(" and {n} running"),
+    };
+    out.push_str(&format!(
+        "kept {} entries, {}, used by {} kept runs (the {} newest{live})\n",
+        report.kept_entries,
+        human(report.kept_bytes),
+        report.kept_runs,
+        args.keep_runs
+    ));
+    if !report.being_written.is_empty() {
+        out.push_str(&format!("left {} entries a running stage is writing\n", report.being_written.len()));
+    }
+    if report.leftovers > 0 {
+        out.push_str(&format!(
+            "{verb} {} leftovers of killed runs, {}\n",
+            report.leftovers,
+            human(report.leftover_bytes)
+        ));
+    }
+    if report.scratch_bytes > 0 {
+        out.push_str(&format!(
+            "left {} of resumable work in {} (a rerun of the stage resumes from it)\n",
+            human(report.scratch_bytes),
+            store.root().join("scratch").display()
+        ));
+    }
+    print(&out);
+    Ok(())
 }
 
 fn plan(args: PlanArgs, registry: &Registry) -> Result<(), Failure> {

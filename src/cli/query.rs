@@ -45,13 +45,7 @@ fn tables(plan: &Plan) -> Vec<(String, usize, &'static str)> {
 }
 
 /// Runs the query; returns what to print (nothing when written to `output`).
-pub fn query(
-    plan: &Plan,
-    store: &Store,
-    sql: &str,
-    format: Format,
-    output: Option<&Path>,
-) -> Result<String, Failure> {
+pub fn query(plan: &Plan, store: &Store, sql: &str, format: Format, output: Option<&Path>) -> Result<String, Failure> {
     let names = engine::table_names(sql).map_err(|e| Failure::usage(format!("error: {e}")))?;
     let known = tables(plan);
     let statuses = exec::status(plan, store, &[]);

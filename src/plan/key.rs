@@ -122,6 +122,6 @@ mod tests {
         let old = json!({"kind": "pack", "with": {"seq_len": 1024, "algorithm": "x"}, "inputs": {"data": "aa"}});
         let new = json!({"kind": "pack", "with": {"seq_len": 2048, "algorithm": "x"}, "inputs": {"data": "bb"}});
         assert!(differences(&old, &old).is_empty());
-        assert_eq!(differences(&old, &new), ["with.seq_len 1024 -> 2048", "inputs.data aa -> bb"]);
+        assert_eq!(differences(&old, &new), ["with.seq_len 1024 -> 2048", "inputs.data \"aa\" -> \"bb\""]);
     }
 }

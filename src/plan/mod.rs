@@ -462,8 +462,14 @@ fn bind_inputs(
                 }
             },
             None => {
-                let accepted: Vec<&OutputDecl> =
-                    upstream.outputs.iter().filter(|o| !o.report && decl.accepts.check(&o.artifact).is_ok()).collect();
+                // The outputs the input accepts, the main ones before reports (a report
+                // output is taken only when no main output fits: `report` reads metrics).
+                let fits = |report: bool| -> Vec<&OutputDecl> {
+                    let outputs = upstream.outputs.iter().filter(|o| o.report == report);
+                    outputs.filter(|o| decl.accepts.check(&o.artifact).is_ok()).collect()
+                };
+                let main = fits(false);
+                let accepted = if main.is_empty() { fits(true) } else { main };
                 match accepted.as_slice() {
                     [one] => one.name,
                     [] => upstream.outputs[0].name,

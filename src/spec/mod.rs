@@ -84,6 +84,21 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<Loaded, Diagnostics> {
     Ok(Loaded { spec, sources, errors })
 }
 
+/// A pipeline as a run recorded it (`extends:` and overrides already applied), for
+/// `kiln rerun`. `path` is the file it came from (its name is the pipeline's default
+/// name); messages point into the text, named `label`. `overrides` are only recorded.
+pub fn load_resolved(path: &Path, label: &str, text: &str, overrides: &[String]) -> Result<Loaded, Diagnostics> {
+    let mut sources = Sources::default();
+    let file = sources.add(Source::new(label, None, text.to_string()));
+    let root = match node::parse(file, sources.get(file)) {
+        Ok(root) => root,
+        Err(e) => return Err(Diagnostics { items: vec![e], sources }),
+    };
+    let mut errors = Vec::new();
+    let spec = type_spec(path, root, overrides, &mut errors);
+    Ok(Loaded { spec, sources, errors })
+}
+
 fn load_file(
     path: &Path,
     sources: &mut Sources,

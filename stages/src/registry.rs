@@ -2,8 +2,8 @@
 
 use crate::stage::{KindOf, StageKind};
 use crate::{
-    chat_format, decontaminate, dedup, eval_math, math_augment, math_generate, math_parse, mix, pack, source_jsonl,
-    source_parquet, split, sql, tokenize, tokenizer_load, tokenizer_train, train,
+    chat_format, decontaminate, dedup, eval_math, math_augment, math_generate, math_parse, mix, pack, report,
+    source_jsonl, source_parquet, split, sql, tokenize, tokenizer_load, tokenizer_train, train,
 };
 
 /// The built-in kinds, in pipeline order.
@@ -25,6 +25,7 @@ pub static BUILTIN: &[&dyn StageKind] = &[
     &KindOf::<pack::Pack>::new(),
     &KindOf::<train::Train>::new(),
     &KindOf::<eval_math::EvalMath>::new(),
+    &KindOf::<report::Report>::new(),
 ];
 
 /// The kinds a pipeline may use: the built-ins, plus any a program adds.

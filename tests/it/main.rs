@@ -3,6 +3,7 @@
 
 mod cli;
 mod conformance;
+mod debugging;
 mod pipeline;
 mod sources;
 mod spec_errors;

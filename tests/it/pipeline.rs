@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{SMOKE, Workdir, wait_for};
 
-const STAGES: [&str; 8] = ["problems", "split", "chats", "tokenizer", "tokens", "packed", "sft", "eval"];
+const STAGES: [&str; 9] = ["problems", "split", "chats", "tokenizer", "tokens", "packed", "sft", "eval", "report"];
 
 fn expect(work: &Workdir, expected: &[(&str, &str)]) {
     let got = work.statuses();
@@ -33,7 +33,7 @@ fn the_smoke_pipeline_runs_then_is_all_cached() {
 
     let out = work.ok(&["run", SMOKE]);
     expect(&work, &all("cached"));
-    assert!(out.contains("8 cached"), "{out}");
+    assert!(out.contains("9 cached"), "{out}");
 
     // How often training checkpoints cannot change what it writes: not in the key.
     let plan = work.ok(&["plan", SMOKE, "--set", "sft.with.checkpoint_every=3"]);
@@ -62,7 +62,7 @@ fn a_train_parameter_reruns_only_train_and_what_follows() {
     work.ok(&["run", SMOKE]);
     work.ok(&["run", SMOKE, "--set", "sft.with.steps=13"]);
     let mut expected: Vec<(&str, &str)> = STAGES[..6].iter().map(|s| (*s, "cached")).collect();
-    expected.extend([("sft", "ran"), ("eval", "ran")]);
+    expected.extend([("sft", "ran"), ("eval", "ran"), ("report", "ran")]);
     expect(&work, &expected);
     // The override is part of the run record.
     assert_eq!(work.last_manifest()["overrides"][0], "sft.with.steps=13");
@@ -97,12 +97,12 @@ fn selections_run_what_they_name() {
 
     work.ok(&["run", SMOKE, "--only", "packed"]);
     let mut expected: Vec<(&str, &str)> = STAGES[..5].iter().map(|s| (*s, "cached")).collect();
-    expected.extend([("packed", "ran"), ("sft", "skipped"), ("eval", "skipped")]);
+    expected.extend([("packed", "ran"), ("sft", "skipped"), ("eval", "skipped"), ("report", "skipped")]);
     expect(&work, &expected);
 
     work.ok(&["run", SMOKE, "--from", "sft"]);
     let mut expected: Vec<(&str, &str)> = STAGES[..6].iter().map(|s| (*s, "cached")).collect();
-    expected.extend([("sft", "ran"), ("eval", "ran")]);
+    expected.extend([("sft", "ran"), ("eval", "ran"), ("report", "ran")]);
     expect(&work, &expected);
 
     let out = work.kiln(&["run", SMOKE, "--only", "tokenz"]);
@@ -203,7 +203,7 @@ fn a_killed_stage_leaves_no_entry_and_the_next_run_resumes() {
 
     work.ok(&["run", SMOKE]);
     let mut expected: Vec<(&str, &str)> = STAGES[..6].iter().map(|s| (*s, "cached")).collect();
-    expected.extend([("sft", "ran"), ("eval", "ran")]);
+    expected.extend([("sft", "ran"), ("eval", "ran"), ("report", "ran")]);
     expect(&work, &expected);
 }
 
@@ -255,7 +255,7 @@ fn concurrent_runs_share_entries_without_clobbering() {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    assert_eq!(std::fs::read_dir(work.store().join("cache")).unwrap().count(), 8);
+    assert_eq!(std::fs::read_dir(work.store().join("cache")).unwrap().count(), 9);
     let runs: Vec<_> = std::fs::read_dir(work.store().join("runs")).unwrap().collect();
     assert_eq!(runs.len(), 2);
     // Every stage ran exactly once across the two runs.

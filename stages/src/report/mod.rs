@@ -1,0 +1,212 @@
+//! `report`: one self-contained HTML page (inline SVG plots drawn with `plotters`, inline
+//! CSS, no script, nothing fetched) of what a pipeline's artifacts say: the loss and
+//! learning rate per step of each training input, the accuracy per problem family of
+//! each evaluation input, the token-length histogram before packing and how full the
+//! packed rows are. Every input is optional; the page has a section per input given.
+//!
+//! The page is a cached artifact like any other, so it depends only on its inputs: the
+//! table of a run's stages (cache status, time) is not in it. Where that table goes the
+//! page holds a marked placeholder, and each run writes its own copy of the page with
+//! the table filled in (`.kiln/runs/<run>/<stage>.html`; see [`RUN_STAGES_BEGIN`]).
+
+mod page;
+mod plot;
+
+pub use page::escape;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::context::StageContext;
+use crate::error::{Result, StageError};
+use crate::stage::{Accepts, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
+use crate::table::Columns;
+
+/// The file the report output holds.
+pub const REPORT_FILE: &str = "report.html";
+/// The placeholder for a run's stage table lies between these two lines.
+pub const RUN_STAGES_BEGIN: &str = "<!-- kiln:run-stages:begin -->";
+pub const RUN_STAGES_END: &str = "<!-- kiln:run-stages:end -->";
+
+pub struct Report;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// The page's title.
+    pub title: String,
+    /// Bars of the token-length histogram.
+    pub bins: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { title: "kiln report".into(), bins: 40 }
+    }
+}
+
+/// One training stage's steps.
+struct Curve {
+    name: String,
+    steps: Vec<f64>,
+    loss: Vec<f64>,
+    lr: Vec<f64>,
+}
+
+/// One evaluation's (correct, total) per family.
+struct Scores {
+    name: String,
+    families: BTreeMap<String, (usize, usize)>,
+}
+
+struct Packing {
+    rows: usize,
+    row_len: usize,
+    documents: usize,
+    tokens: u64,
+    /// Fraction of each row holding document tokens.
+    fills: Vec<f64>,
+}
+
+impl Stage for Report {
+    type Params = Params;
+    const KIND: &'static str = "report";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str =
+        "a self-contained HTML page: loss and learning rate, accuracy per family, token lengths, packing";
+
+    fn inputs() -> &'static [InputDecl] {
+        &[
+            InputDecl {
+                name: "training*",
+                accepts: Accepts::Table(&[("step", "int64"), ("lr", "float64"), ("loss", "float64")]),
+                about: "training metrics (a train stage), one or more: `training`, `training_…`",
+                optional: true,
+            },
+            InputDecl {
+                name: "eval*",
+                accepts: Accepts::Table(&[("family", "string"), ("correct", "bool")]),
+                about: "predictions (an eval stage), one or more: `eval`, `eval_…`",
+                optional: true,
+            },
+            InputDecl {
+                name: "tokens",
+                accepts: Accepts::Table(&[("n_tokens", "int32")]),
+                about: "token sequences before packing (a tokenize stage)",
+                optional: true,
+            },
+            InputDecl {
+                name: "packed",
+                accepts: Accepts::Table(&[("seq_lens", "list<int32>"), ("input_ids", "list<int32>")]),
+                about: "packed rows (a pack stage)",
+                optional: true,
+            },
+        ]
+    }
+
+    fn check(params: &Params) -> Result<()> {
+        if params.bins == 0 {
+            return Err(StageError::param("bins", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    fn outputs(_: &Params, inputs: &InputArtifacts) -> Result<Vec<OutputDecl>> {
+        if inputs.is_empty() {
+            return Err(StageError::param(
+                "",
+                "a report needs at least one input: `from: { training: sft, eval: eval, tokens: tokens, packed: packed }`",
+            ));
+        }
+        Ok(vec![OutputDecl::files("report", "report")])
+    }
+
+    fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
+        let names = ctx.input_names();
+        ctx.progress().start(names.len() as u64 + 1, "inputs");
+        let mut curves = Vec::new();
+        let mut scores = Vec::new();
+        for name in &names {
+            if name.starts_with("training") {
+                curves.push(read_curve(ctx, name)?);
+            } else if name.starts_with("eval") {
+                scores.push(read_scores(ctx, name)?);
+            }
+            ctx.progress().advance(1);
+        }
+        let lengths = if ctx.has_input("tokens") { Some(read_lengths(ctx)?) } else { None };
+        let packing = if ctx.has_input("packed") { Some(read_packing(ctx)?) } else { None };
+
+        let html = page::render(params, &curves, &scores, lengths.as_deref(), packing.as_ref())
+            .map_err(|e| StageError::Internal(format!("drawing the report: {e}")))?;
+        let dir = ctx.output_dir("report")?;
+        let path = dir.join(REPORT_FILE);
+        std::fs::write(&path, &html).map_err(|e| StageError::io(&path, e))?;
+        ctx.progress().advance(1);
+        let sections = curves.len() + scores.len() + usize::from(lengths.is_some()) + usize::from(packing.is_some());
+        Ok(StageReport::default()
+            .metric("bytes", html.len())
+            .metric("sections", sections)
+            .summary(format!("{sections} sections, {} KB", html.len().div_ceil(1000))))
+    }
+}
+
+fn read_curve(ctx: &StageContext, name: &str) -> Result<Curve> {
+    let mut curve = Curve { name: ctx.input(name)?.origin.clone(), steps: vec![], loss: vec![], lr: vec![] };
+    for batch in ctx.table(name)?.batches() {
+        let batch = batch?;
+        let c = Columns::new(&batch);
+        curve.steps.extend(c.i64s("step")?.values().iter().map(|&s| s as f64));
+        curve.loss.extend(c.f64s("loss")?.values());
+        curve.lr.extend(c.f64s("lr")?.values());
+    }
+    Ok(curve)
+}
+
+fn read_scores(ctx: &StageContext, name: &str) -> Result<Scores> {
+    let mut scores = Scores { name: ctx.input(name)?.origin.clone(), families: BTreeMap::new() };
+    for batch in ctx.table(name)?.batches() {
+        let batch = batch?;
+        let c = Columns::new(&batch);
+        let (families, correct) = (c.strings("family")?, c.bools("correct")?);
+        for r in 0..batch.num_rows() {
+            let entry = scores.families.entry(families.value(r).to_string()).or_default();
+            entry.0 += usize::from(correct.value(r));
+            entry.1 += 1;
+        }
+    }
+    Ok(scores)
+}
+
+fn read_lengths(ctx: &StageContext) -> Result<Vec<i32>> {
+    let mut lengths = Vec::new();
+    for batch in ctx.table("tokens")?.batches() {
+        let batch = batch?;
+        lengths.extend(Columns::new(&batch).i32s("n_tokens")?.values());
+    }
+    Ok(lengths)
+}
+
+fn read_packing(ctx: &StageContext) -> Result<Packing> {
+    let mut packing = Packing { rows: 0, row_len: 0, documents: 0, tokens: 0, fills: Vec::new() };
+    for batch in ctx.table("packed")?.batches() {
+        let batch = batch?;
+        let c = Columns::new(&batch);
+        let (seq_lens, ids) = (c.lists("seq_lens")?, c.lists("input_ids")?);
+        for r in 0..batch.num_rows() {
+            let row_len = ids.value_length(r) as usize;
+            let lens = crate::table::list_i32(seq_lens, r)?;
+            let used: u64 = lens.iter().map(|&l| l as u64).sum();
+            packing.row_len = packing.row_len.max(row_len);
+            packing.rows += 1;
+            packing.documents += lens.len();
+            packing.tokens += used;
+            packing.fills.push(if row_len == 0 { 0.0 } else { used as f64 / row_len as f64 });
+        }
+    }
+    Ok(packing)
+}
+
+#[cfg(test)]
+mod tests;
