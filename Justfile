@@ -21,16 +21,18 @@ bench_venv := env_var_or_default("KILN_BENCH_VENV", env_var("HOME") + "/.cache/k
 
 # Benchmarks against baselines measured in the same run. The Python baselines go into
 # their own virtual environment (KILN_BENCH_VENV, by default ~/.cache/kiln-bench-venv):
-# datasketch, TRL's packing (with datasets and transformers), and PyTorch with
-# transformers for training (PyPI's torch brings its CUDA wheels: about 5 GB once).
+# datasketch, TRL's packing (with datasets and transformers), PyTorch with transformers
+# for training (PyPI's torch brings its CUDA wheels: about 5 GB once), and DVC for the
+# no-op status check.
 # CI does not run this.
 bench:
     test -x {{bench_venv}}/bin/python || python3 -m venv {{bench_venv}}
-    {{bench_venv}}/bin/pip install --quiet --disable-pip-version-check datasketch datasets transformers torch
+    {{bench_venv}}/bin/pip install --quiet --disable-pip-version-check datasketch datasets transformers torch dvc
     {{bench_venv}}/bin/pip install --quiet --disable-pip-version-check --no-deps trl
     KILN_BENCH_PYTHON={{bench_venv}}/bin/python cargo test --bench data
     cargo test --bench kernels
     KILN_BENCH_PYTHON={{bench_venv}}/bin/python cargo test --bench train
+    KILN_BENCH_PYTHON={{bench_venv}}/bin/python cargo test --bench status
 
 # The CUDA build (candle's CUDA backend, kiln's kernels on the GPU, sm_90, CUDA 13.0) on a
 # machine without a toolkit: pinned PyPI wheels provide nvcc (shared/GPU.md). Extra

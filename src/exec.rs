@@ -365,9 +365,12 @@ pub fn run(plan: &Plan, store: &Store, selection: &Selection, reporter: &dyn Rep
                 }
             }
         };
+        // After a stage that took time, the record is saved, so `kiln show` of a live
+        // run says how far it got; cached stages take none, so a no-op run saves once.
+        let took_time = record.status != StageStatus::Cached || record.verified.is_some();
         reporter.finished(&record);
         manifest.stages.push(record);
-        if i + 1 < plan.stages.len() {
+        if took_time && i + 1 < plan.stages.len() {
             save(&manifest)?;
         }
     }

@@ -1,6 +1,6 @@
 //! The report's HTML: sections of figures and small tables, every byte inline.
 
-use super::plot::{self, Bar, Series};
+use super::plot::{self, Bar, Series, Titles};
 use super::{Curve, Packing, Params, RUN_STAGES_BEGIN, RUN_STAGES_END, Scores};
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1340px;\
@@ -73,8 +73,9 @@ fn training(curves: &[Curve]) -> Result<String, String> {
             .map(|c| Series { name: &c.name, points: c.steps.iter().copied().zip(values(c).iter().copied()).collect() })
             .collect()
     };
-    let loss = plot::lines("Training loss", "step", "loss (log scale)", &series(|c| &c.loss), true)?;
-    let lr = plot::lines("Learning rate", "step", "learning rate", &series(|c| &c.lr), false)?;
+    let loss =
+        plot::lines(Titles { title: "Training loss", x: "step", y: "loss (log scale)" }, &series(|c| &c.loss), true)?;
+    let lr = plot::lines(Titles { title: "Learning rate", x: "step", y: "learning rate" }, &series(|c| &c.lr), false)?;
     let rows: Vec<Vec<String>> = curves
         .iter()
         .map(|c| {
@@ -118,9 +119,7 @@ fn evaluation(scores: &[Scores]) -> Result<String, String> {
     }
     let legend: Vec<&str> = scores.iter().map(|s| s.name.as_str()).collect();
     let chart = plot::bars(
-        "Accuracy per family",
-        "",
-        "exact match (%)",
+        Titles { title: "Accuracy per family", x: "", y: "exact match (%)" },
         (0.0, families.len().max(1) as f64),
         100.0,
         &bars,
@@ -163,9 +162,7 @@ fn token_lengths(lengths: &[i32], bins: usize) -> Result<String, String> {
         .collect();
     let top = counts.iter().copied().max().unwrap_or(0) as f64;
     let chart = plot::bars(
-        "Tokens per sequence before packing",
-        "tokens",
-        "sequences",
+        Titles { title: "Tokens per sequence before packing", x: "tokens", y: "sequences" },
         (0.0, count as f64 * width),
         top,
         &bars,
@@ -199,9 +196,7 @@ fn packing_section(p: &Packing) -> Result<String, String> {
         .collect();
     let top = counts.iter().copied().max().unwrap_or(0) as f64;
     let chart = plot::bars(
-        "How full the packed rows are",
-        "document tokens in the row (%)",
-        "rows",
+        Titles { title: "How full the packed rows are", x: "document tokens in the row (%)", y: "rows" },
         (0.0, 100.0),
         top,
         &bars,

@@ -21,6 +21,13 @@ pub fn colour(i: usize) -> RGBColor {
     COLOURS[i % COLOURS.len()]
 }
 
+/// A chart's title and the names of its axes.
+pub struct Titles<'a> {
+    pub title: &'a str,
+    pub x: &'a str,
+    pub y: &'a str,
+}
+
 /// A named line of (x, y) points.
 pub struct Series<'a> {
     pub name: &'a str,
@@ -44,7 +51,7 @@ fn failed(e: impl std::fmt::Display) -> Failed {
 /// Numbers on axes: few digits, no trailing zeros.
 fn short(x: f64) -> String {
     let a = x.abs();
-    let text = if a == 0.0 {
+    if a == 0.0 {
         "0".to_string()
     } else if a >= 10_000.0 {
         format!("{:.0}k", x / 1000.0)
@@ -54,8 +61,7 @@ fn short(x: f64) -> String {
         format!("{x:.3}").trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
         format!("{x:.0e}")
-    };
-    text
+    }
 }
 
 /// Means over windows, so at most `MAX_POINTS` remain.
@@ -74,7 +80,8 @@ fn thin(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
 }
 
 /// A line chart; with `log_y` the y axis is logarithmic (for losses).
-pub fn lines(title: &str, x_desc: &str, y_desc: &str, series: &[Series], log_y: bool) -> Result<String, Failed> {
+pub fn lines(titles: Titles, series: &[Series], log_y: bool) -> Result<String, Failed> {
+    let Titles { title, x: x_desc, y: y_desc } = titles;
     let transform = |y: f64| if log_y { y.max(1e-12).log10() } else { y };
     let series: Vec<(&str, Vec<(f64, f64)>)> = series
         .iter()
@@ -143,15 +150,14 @@ pub fn lines(title: &str, x_desc: &str, y_desc: &str, series: &[Series], log_y: 
 /// A bar chart over `x_range`; `categories` names each unit interval of x (drawn under
 /// its middle) instead of numbering the axis; `legend` names the series.
 pub fn bars(
-    title: &str,
-    x_desc: &str,
-    y_desc: &str,
+    titles: Titles,
     x_range: (f64, f64),
     y_max: f64,
     bars: &[Bar],
     categories: Option<&[String]>,
     legend: &[&str],
 ) -> Result<String, Failed> {
+    let Titles { title, x: x_desc, y: y_desc } = titles;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();

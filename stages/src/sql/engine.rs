@@ -47,7 +47,7 @@ pub fn plan_schema(query: &str, tables: &[(String, SchemaRef)]) -> Result<Schema
 /// tables left out). A query that does not parse is an error with DataFusion's message.
 pub fn table_names(query: &str) -> Result<Vec<String>, String> {
     let state = session().state();
-    let dialect = state.config().options().sql_parser.dialect.clone();
+    let dialect = state.config().options().sql_parser.dialect;
     let statement = state.sql_to_statement(query, &dialect).map_err(|e| failed(query, e))?;
     let references = state.resolve_table_references(&statement).map_err(|e| failed(query, e))?;
     let mut names: Vec<String> = references.iter().map(|r| r.table().to_string()).collect();
