@@ -20,7 +20,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::exec::{self, ExecError, Selection, Status};
 use crate::plan::Plan;
-use crate::runs::{self, Manifest, StageStatus};
+use crate::runs::{self, Manifest, RunStatus, StageStatus};
 use crate::store::Store;
 use crate::{Registry, load_plan};
 use reporter::Terminal;
@@ -369,15 +369,12 @@ fn run_summary(manifest: &Manifest, seconds: f64) -> String {
         } else {
             String::new()
         };
-        let (status, result) = match (&s.verified, s.status) {
-            (_, StageStatus::Failed) => {
-                ("failed", s.error.clone().unwrap_or_default().lines().next().unwrap_or("").to_string())
-            }
-            (Some(v), _) if v.reproducible => ("reproduced", s.summary.clone().unwrap_or_default()),
-            (Some(v), _) => ("DIFFERS", format!("other bytes in {}", v.differing.join(", "))),
-            (None, status) => (status.word(), s.summary.clone().unwrap_or_default()),
+        let result = match (&s.verified, s.status) {
+            (_, StageStatus::Failed) => s.error.clone().unwrap_or_default().lines().next().unwrap_or("").to_string(),
+            (Some(v), _) if !v.reproducible => format!("other bytes in {}", v.differing.join(", ")),
+            _ => s.summary.clone().unwrap_or_default(),
         };
-        table.row(vec![s.name.clone(), s.kind.clone(), status.into(), time, result]);
+        table.row(vec![s.name.clone(), s.kind.clone(), status_word(s).into(), time, result]);
     }
     let count = |f: &dyn Fn(&runs::StageRecord) -> bool| manifest.stages.iter().filter(|s| f(s)).count();
     let ran = count(&|s| s.status == StageStatus::Ran);
@@ -395,6 +392,16 @@ fn run_summary(manifest: &Manifest, seconds: f64) -> String {
         manifest.id,
         manifest.stages.len()
     )
+}
+
+/// A stage's status in a run, with the outcome of `--verify` where there is one.
+fn status_word(record: &runs::StageRecord) -> &'static str {
+    match (&record.verified, record.status) {
+        (_, StageStatus::Failed) => "failed",
+        (Some(v), _) if v.reproducible => "reproduced",
+        (Some(_), _) => "DIFFERS",
+        (None, status) => status.word(),
+    }
 }
 
 fn gc(args: GcArgs) -> Result<(), Failure> {
@@ -479,7 +486,11 @@ fn list_runs(store: &Store) -> String {
         table.row(vec![
             m.id.clone(),
             m.pipeline.name.clone(),
-            format!("{:?}", m.status).to_lowercase(),
+            match m.status {
+                // A run whose process is gone without finishing was killed.
+                RunStatus::Running if !store.run_is_live(&m.id) => "killed".to_string(),
+                status => format!("{status:?}").to_lowercase(),
+            },
             count(StageStatus::Ran),
             count(StageStatus::Cached),
             format!("{time:.1}s"),
@@ -528,7 +539,7 @@ fn show_run(store: &Store, wanted: &str) -> Result<String, Failure> {
         table.row(vec![
             s.name.clone(),
             s.kind.clone(),
-            s.status.word().into(),
+            status_word(s).into(),
             format!("{:.1}s", s.duration_s),
             s.key.clone().map(|k| k[..12].to_string()).unwrap_or_default(),
             s.error.clone().or_else(|| s.summary.clone()).unwrap_or_default(),
@@ -579,6 +590,7 @@ fn describe_stages(registry: &Registry) -> String {
             };
             let name = match input.prefix() {
                 Some("") => "(any names)".to_string(),
+                Some(prefix) if input.optional => format!("{prefix}, {prefix}_… (optional, any number)"),
                 Some(prefix) => format!("{prefix}, {prefix}_… (one or more)"),
                 None if input.optional => format!("{} (optional)", input.name),
                 None => input.name.to_string(),

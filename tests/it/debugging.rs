@@ -197,6 +197,8 @@ fn gc_keeps_the_entries_of_kept_and_running_runs() {
     assert!(gc.contains("(the 0 newest and 1 running)"), "{gc}");
     child.kill().unwrap();
     child.wait().unwrap();
+    let runs = work.ok(&["runs"]);
+    assert!(runs.lines().nth(1).is_some_and(|l| l.contains("killed")), "{runs}");
     let gc = work.ok(&["gc", "--keep-runs", "0"]);
     assert!(gc.starts_with("removed 6 entries") && gc.contains("leftovers of killed runs"), "{gc}");
 }

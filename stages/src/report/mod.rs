@@ -81,13 +81,13 @@ impl Stage for Report {
             InputDecl {
                 name: "training*",
                 accepts: Accepts::Table(&[("step", "int64"), ("lr", "float64"), ("loss", "float64")]),
-                about: "training metrics (a train stage), one or more: `training`, `training_…`",
+                about: "training metrics (a train stage)",
                 optional: true,
             },
             InputDecl {
                 name: "eval*",
                 accepts: Accepts::Table(&[("family", "string"), ("correct", "bool")]),
-                about: "predictions (an eval stage), one or more: `eval`, `eval_…`",
+                about: "predictions (an eval stage)",
                 optional: true,
             },
             InputDecl {
