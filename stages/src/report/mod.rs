@@ -72,7 +72,7 @@ struct Packing {
 impl Stage for Report {
     type Params = Params;
     const KIND: &'static str = "report";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str =
         "a self-contained HTML page: loss and learning rate, accuracy per family, token lengths, packing";
 

@@ -60,7 +60,7 @@ fn short(x: f64) -> String {
     } else if a >= 0.01 {
         format!("{x:.3}").trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
-        format!("{x:.0e}")
+        format!("{x:.1e}").replace(".0e", "e")
     }
 }
 
@@ -117,6 +117,8 @@ pub fn lines(titles: Titles, series: &[Series], log_y: bool) -> Result<String, F
         let y_format = |y: &f64| if log_y { short(10f64.powf(*y)) } else { short(*y) };
         chart
             .configure_mesh()
+            // On a log scale, whole decades: 0.01, 0.1, 1 (plotters would pick half decades).
+            .y_labels(if log_y { ((y1 - y0).ceil() as usize + 1).max(2) } else { 10 })
             .x_desc(x_desc)
             .y_desc(y_desc)
             .x_label_formatter(&|x| short(*x))
