@@ -395,7 +395,7 @@ fn run_summary(manifest: &Manifest, seconds: f64) -> String {
 }
 
 /// A stage's status in a run, with the outcome of `--verify` where there is one.
-fn status_word(record: &runs::StageRecord) -> &'static str {
+pub(super) fn status_word(record: &runs::StageRecord) -> &'static str {
     match (&record.verified, record.status) {
         (_, StageStatus::Failed) => "failed",
         (Some(v), _) if v.reproducible => "reproduced",

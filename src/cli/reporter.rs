@@ -40,15 +40,16 @@ impl Reporter for Terminal {
     }
 
     fn finished(&self, record: &StageRecord) {
-        let mark = match record.status {
-            StageStatus::Ran => "✓",
-            StageStatus::Cached => "·",
-            StageStatus::Failed => "✗",
-            StageStatus::Skipped => "-",
+        let mark = match (&record.verified, record.status) {
+            (_, StageStatus::Failed) => "✗",
+            (Some(v), _) if !v.reproducible => "✗",
+            (Some(_), _) | (None, StageStatus::Ran) => "✓",
+            (None, StageStatus::Cached) => "·",
+            (None, StageStatus::Skipped) => "-",
         };
-        let time =
-            if record.status == StageStatus::Ran { format!(" in {:.1}s", record.duration_s) } else { String::new() };
-        eprintln!("{mark} {} {}{time}", record.name, record.status.word());
+        let took_time = record.status == StageStatus::Ran || record.verified.is_some();
+        let time = if took_time { format!(" in {:.1}s", record.duration_s) } else { String::new() };
+        eprintln!("{mark} {} {}{time}", record.name, super::status_word(record));
     }
 
     fn waiting(&self, stage: &str) {
