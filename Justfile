@@ -11,10 +11,11 @@ kiln *args:
     cargo run --quiet -- {{args}}
 
 # The test suite (what CI runs). The conformance test reads artifacts with pyarrow and
-# polars, and the PTX test compiles every CUDA kernel with NVRTC from the pinned
-# nvidia-cuda-nvrtc wheel; both are installed here if missing.
+# polars, the schema test validates the pipelines with jsonschema and PyYAML, and the
+# PTX test compiles every CUDA kernel with NVRTC from the pinned nvidia-cuda-nvrtc
+# wheel; all are installed here if missing.
 test:
-    python3 -c "import pyarrow, polars" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pyarrow polars
+    python3 -c "import pyarrow, polars, jsonschema, yaml" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pyarrow polars jsonschema pyyaml
     LD_LIBRARY_PATH="$(scripts/nvrtc-lib-dir):${LD_LIBRARY_PATH:-}" cargo test --workspace
 
 bench_venv := env_var_or_default("KILN_BENCH_VENV", env_var("HOME") + "/.cache/kiln-bench-venv")

@@ -1,4 +1,5 @@
-//! The command line: `kiln run | plan | dag | inspect | query | runs | show | diff | rerun | gc | stages`.
+//! The command line: `kiln run | plan | dag | inspect | query | runs | show | diff | rerun | gc | stages |
+//! schema`.
 //!
 //! `main` parses, calls [`main_with`], and exits with its status: 0 success, 1 a stage
 //! failed (or a requested artifact is missing), 2 a usage or spec error.
@@ -9,6 +10,7 @@ mod explain;
 mod inspect;
 mod query;
 mod reporter;
+mod schema;
 mod text_table;
 
 use std::io::Write;
@@ -58,6 +60,8 @@ enum Command {
     Gc(GcArgs),
     /// List the stage kinds with their inputs and parameters.
     Stages,
+    /// Print the JSON Schema of the pipeline format (for editors).
+    Schema,
 }
 
 #[derive(Args, Debug)]
@@ -271,6 +275,11 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<(), Failure> {
         }
         Command::Rerun(args) => rerun(args, registry),
         Command::Gc(args) => gc(args),
+        Command::Schema => {
+            let text = serde_json::to_string_pretty(&schema::schema(registry)).expect("a schema serializes");
+            print(&format!("{text}\n"));
+            Ok(())
+        }
         Command::Stages => {
             print(&describe_stages(registry));
             Ok(())

@@ -55,8 +55,9 @@ pub struct InputRef {
     pub span: Span,
 }
 
-const TOP_KEYS: &[&str] = &["name", "seed", "extends", "stages"];
-const STAGE_KEYS: &[&str] = &["uses", "from", "with", "seed"];
+/// The keys of a pipeline file and of a stage (`kiln schema` describes the same).
+pub const TOP_KEYS: &[&str] = &["name", "seed", "extends", "stages"];
+pub const STAGE_KEYS: &[&str] = &["uses", "from", "with", "seed"];
 
 /// A pipeline as far as it could be read, with the errors found so far.
 pub struct Loaded {

@@ -113,3 +113,38 @@ fn the_recipes_plan() {
     let at = |name: &str| stages.iter().position(|s| *s == name).unwrap_or_else(|| panic!("{name}: {plan}"));
     assert!(at("sft") < at("sft_hard") && at("sft_hard") < at("eval"), "{plan}");
 }
+
+/// `kiln schema` is a JSON Schema that every pipeline in `pipelines/` satisfies and a
+/// pipeline with a misspelt parameter does not, as Python's `jsonschema` (an independent
+/// validator) judges them.
+#[test]
+fn every_pipeline_satisfies_the_schema() {
+    let work = Workdir::new();
+    let schema = work.path().join("kiln.schema.json");
+    std::fs::write(&schema, work.ok(&["schema"])).unwrap();
+    let bad = work.path().join("bad.yaml");
+    std::fs::write(&bad, "stages:\n  packed:\n    uses: pack\n    with: { seq_length: 2048 }\n").unwrap();
+    let script = r#"
+import glob, json, sys, yaml, jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft202012Validator.check_schema(schema)
+validator = jsonschema.Draft202012Validator(schema)
+for path in sorted(glob.glob("pipelines/*.yaml")):
+    errors = [e.message for e in validator.iter_errors(yaml.safe_load(open(path)))]
+    print(path, "ok" if not errors else "; ".join(errors))
+errors = [e.message for e in validator.iter_errors(yaml.safe_load(open(sys.argv[2])))]
+print("bad", "; ".join(errors) or "no error")
+"#;
+    let out = std::process::Command::new("python3")
+        .current_dir(super::repo())
+        .args(["-c", script, schema.to_str().unwrap(), bad.to_str().unwrap()])
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let pipelines = std::fs::read_dir(super::repo().join("pipelines")).unwrap().count();
+    let ok = text.lines().filter(|l| l.starts_with("pipelines/") && l.ends_with(" ok")).count();
+    assert_eq!(ok, pipelines, "{text}");
+    let bad = text.lines().find(|l| l.starts_with("bad ")).unwrap();
+    assert!(bad.contains("'seq_length' was unexpected"), "{bad}");
+}

@@ -60,7 +60,7 @@ impl Workdir {
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
         command.current_dir(repo()).args(args).env_remove("KILN_HOME");
-        if !matches!(args.first(), Some(&"stages")) {
+        if !matches!(args.first(), Some(&"stages" | &"schema")) {
             command.arg("--workdir").arg(self.path());
         }
         command
