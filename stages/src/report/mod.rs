@@ -1,7 +1,7 @@
 //! `report`: one self-contained HTML page (inline SVG plots drawn with `plotters`, inline
 //! CSS, no script, nothing fetched) of what a pipeline's artifacts say: the loss and
 //! learning rate per step of each training input, the accuracy per problem family of
-//! each evaluation input, the token-length histogram before packing and how full the
+//! each evaluation input with its first wrong answers per family, the token-length histogram before packing and how full the
 //! packed rows are. Every input is optional; the page has a section per input given.
 //!
 //! The page is a cached artifact like any other, so it depends only on its inputs: the
@@ -54,11 +54,24 @@ struct Curve {
     lr: Vec<f64>,
 }
 
-/// One evaluation's (correct, total) per family.
+/// One evaluation's (correct, total) per family, and its first wrong answers.
 struct Scores {
     name: String,
     families: BTreeMap<String, (usize, usize)>,
+    wrong: Vec<Wrong>,
 }
+
+/// A wrong answer, as the predictions table has it.
+struct Wrong {
+    id: i64,
+    family: String,
+    gold: String,
+    extracted: Option<String>,
+    output: String,
+}
+
+/// Wrong answers shown per family and evaluation: enough to see a pattern.
+const WRONG_PER_FAMILY: usize = 3;
 
 struct Packing {
     rows: usize,
@@ -72,7 +85,7 @@ struct Packing {
 impl Stage for Report {
     type Params = Params;
     const KIND: &'static str = "report";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const ABOUT: &'static str =
         "a self-contained HTML page: loss and learning rate, accuracy per family, token lengths, packing";
 
@@ -86,7 +99,14 @@ impl Stage for Report {
             },
             InputDecl {
                 name: "eval*",
-                accepts: Accepts::Table(&[("family", "string"), ("correct", "bool")]),
+                accepts: Accepts::Table(&[
+                    ("id", "int64"),
+                    ("family", "string"),
+                    ("output", "string"),
+                    ("gold", "string"),
+                    ("extracted", "string"),
+                    ("correct", "bool"),
+                ]),
                 about: "predictions (an eval stage)",
                 optional: true,
             },
@@ -165,15 +185,27 @@ fn read_curve(ctx: &StageContext, name: &str) -> Result<Curve> {
 }
 
 fn read_scores(ctx: &StageContext, name: &str) -> Result<Scores> {
-    let mut scores = Scores { name: ctx.input(name)?.origin.clone(), families: BTreeMap::new() };
+    let mut scores = Scores { name: ctx.input(name)?.origin.clone(), families: BTreeMap::new(), wrong: Vec::new() };
     for batch in ctx.table(name)?.batches() {
         let batch = batch?;
         let c = Columns::new(&batch);
-        let (families, correct) = (c.strings("family")?, c.bools("correct")?);
+        let (ids, families, correct) = (c.i64s("id")?, c.strings("family")?, c.bools("correct")?);
+        let (outputs, golds, extracted) = (c.strings("output")?, c.strings("gold")?, c.strings("extracted")?);
         for r in 0..batch.num_rows() {
-            let entry = scores.families.entry(families.value(r).to_string()).or_default();
+            let family = families.value(r);
+            let entry = scores.families.entry(family.to_string()).or_default();
             entry.0 += usize::from(correct.value(r));
             entry.1 += 1;
+            let shown = scores.wrong.iter().filter(|w| w.family == family).count();
+            if !correct.value(r) && shown < WRONG_PER_FAMILY {
+                scores.wrong.push(Wrong {
+                    id: ids.value(r),
+                    family: family.to_string(),
+                    gold: golds.value(r).to_string(),
+                    extracted: arrow::array::Array::is_valid(extracted, r).then(|| extracted.value(r).to_string()),
+                    output: outputs.value(r).to_string(),
+                });
+            }
         }
     }
     Ok(scores)

@@ -7,7 +7,8 @@ const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-se
 color:#222;padding:0 1em}h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;\
 margin-top:1.6em}.figs{display:flex;flex-wrap:wrap;gap:12px}.figs svg{border:1px solid #eee}table{border-collapse:\
 collapse;margin:.6em 0}td,th{padding:.25em .8em;border-bottom:1px solid #eee;text-align:right}th:first-child,\
-td:first-child{text-align:left}.note{color:#666;font-size:.9em}";
+td:first-child{text-align:left}td.text{text-align:left;white-space:pre-wrap;font-family:ui-monospace,monospace;\
+font-size:.85em;vertical-align:top}.note{color:#666;font-size:.9em}";
 
 pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -142,7 +143,28 @@ fn evaluation(scores: &[Scores]) -> Result<String, String> {
     let mut all = vec!["all".to_string()];
     all.extend(scores.iter().map(|s| cell(s.families.values().fold((0, 0), |(a, b), &(c, t)| (a + c, b + t)))));
     rows.push(all);
-    Ok(format!("<h2>Evaluation</h2>\n{}{}", table(&header, &rows), figures(&[chart])))
+    let mut out = format!("<h2>Evaluation</h2>\n{}{}", table(&header, &rows), figures(&[chart]));
+    for score in scores.iter().filter(|s| !s.wrong.is_empty()) {
+        out.push_str(&format!(
+            "<h3>Wrong answers of {} (the first {} of each family)</h3>\n",
+            escape(&score.name),
+            super::WRONG_PER_FAMILY
+        ));
+        let header = ["family", "id", "gold", "extracted", "output"].map(String::from).to_vec();
+        let mut wrong: Vec<&super::Wrong> = score.wrong.iter().collect();
+        wrong.sort_by(|a, b| (&a.family, a.id).cmp(&(&b.family, b.id)));
+        let rows: Vec<Vec<String>> = wrong
+            .into_iter()
+            .map(|w| {
+                let output: String = w.output.chars().take(400).collect();
+                let cut = if output.len() < w.output.len() { "…" } else { "" };
+                let extracted = w.extracted.clone().unwrap_or_else(|| "(none)".into());
+                vec![w.family.clone(), w.id.to_string(), w.gold.clone(), extracted, format!("{output}{cut}")]
+            })
+            .collect();
+        out.push_str(&table(&header, &rows).replace("<td>", "<td class=\"text\">"));
+    }
+    Ok(out)
 }
 
 fn token_lengths(lengths: &[i32], bins: usize) -> Result<String, String> {

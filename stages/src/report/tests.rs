@@ -109,6 +109,12 @@ fn the_page_has_every_section_with_its_numbers_and_needs_no_network() {
     // add: 2 of 3; mul: 1 of 1; all: 3 of 4
     assert!(html.contains("<td>66.7% (2/3)</td>") && html.contains("<td>100.0% (1/1)</td>"), "{html}");
     assert!(html.contains("<td>75.0% (3/4)</td>"));
+    // the one wrong answer: add, id 1, gold 1, nothing extracted
+    let wrong = html.split_once("<h3>Wrong answers of ").expect("a table of wrong answers").1;
+    let cells = "<td class=\"text\">add</td><td class=\"text\">1</td><td class=\"text\">1</td>\
+                 <td class=\"text\">(none)</td><td class=\"text\">#### 1</td>";
+    assert!(wrong.contains(cells), "{wrong}");
+    assert_eq!(wrong.split("</table>").next().unwrap().matches("<tr>").count(), 2, "a header and one answer");
     // 13 of 16 tokens used
     assert!(html.contains("<td>81.25%</td>") && html.contains("<td>1.50</td>"));
     // 5 sequences, 173 tokens, median 9, longest 120
