@@ -18,8 +18,9 @@ use crate::plan::{Plan, PlannedStage};
 use crate::runs::{self, Manifest, PipelineRecord, Previous, RunStatus, StageRecord, StageStatus, Verified};
 use crate::store::{EntryMeta, OutputMeta, Store, describe_output};
 
-/// Which stages a run computes.
-#[derive(Debug, Clone, Default)]
+/// Which stages a run computes (recorded in its manifest, so `rerun` can repeat it).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Selection {
     /// Only these stages (their inputs must be cached).
     pub only: Vec<String>,
@@ -277,7 +278,7 @@ impl Outcome {
 pub fn run(plan: &Plan, store: &Store, selection: &Selection, reporter: &dyn Reporter) -> Result<Outcome, ExecError> {
     let io = |what: &str, e: std::io::Error| ExecError::Io(format!("{what}: {e}"));
     let chosen = selected(plan, selection)?;
-    let mut manifest = empty_manifest(plan);
+    let mut manifest = empty_manifest(plan, selection);
     let runs_dir = store.runs_dir();
     let save = |m: &Manifest| m.save(&runs_dir).map_err(|e| io("writing the run manifest", e));
     let run_lock;
@@ -382,7 +383,7 @@ pub fn run(plan: &Plan, store: &Store, selection: &Selection, reporter: &dyn Rep
     Ok(Outcome { manifest, pages, failure: failure.or(saved.err()) })
 }
 
-fn empty_manifest(plan: &Plan) -> Manifest {
+fn empty_manifest(plan: &Plan, selection: &Selection) -> Manifest {
     let resolved = plan.spec.resolved_text();
     Manifest {
         id: runs::new_run_id(),
@@ -396,6 +397,7 @@ fn empty_manifest(plan: &Plan) -> Manifest {
             resolved,
         },
         overrides: plan.spec.overrides.clone(),
+        selection: selection.clone(),
         kiln_version: env!("CARGO_PKG_VERSION").into(),
         device: kiln_stages::device::name().into(),
         holds: Vec::new(),

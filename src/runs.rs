@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::exec::Selection;
 use crate::store::OutputMeta;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -21,6 +22,9 @@ pub struct Manifest {
     pub status: RunStatus,
     pub pipeline: PipelineRecord,
     pub overrides: Vec<String>,
+    /// `--only`, `--from`, `--until`, `--force` (and `--verify` of a rerun).
+    #[serde(default)]
+    pub selection: Selection,
     pub kiln_version: String,
     pub device: String,
     /// The keys this run reads or writes, recorded before it uses them: what `kiln gc`

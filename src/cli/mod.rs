@@ -22,6 +22,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::exec::{self, ExecError, Selection, Status};
 use crate::plan::Plan;
+use crate::plan::key::differences;
 use crate::runs::{self, Manifest, RunStatus, StageStatus};
 use crate::store::Store;
 use crate::{Registry, load_plan};
@@ -329,15 +330,44 @@ fn rerun(args: RerunArgs, registry: &Registry) -> Result<(), Failure> {
     .map_err(|d| Failure::usage(d.render()))?;
     let plan =
         Plan::new(loaded.spec, loaded.sources, loaded.errors, registry).map_err(|d| Failure::usage(d.render()))?;
-    let device = kiln_stages::device::name();
-    if recorded.device != device {
-        eprintln!(
-            "note: run {} computed on {}, this one on {device}: stages that use the device have other keys",
-            recorded.id, recorded.device
-        );
+    for note in key_changes(&plan, &store, &recorded) {
+        eprintln!("note: {note}");
     }
-    let selection = Selection { verify: args.verify, ..Selection::default() };
+    // The same stages as that run: its --only/--from/--until, never its --force.
+    let selection = Selection { force: Vec::new(), verify: args.verify, ..recorded.selection.clone() };
     execute(&plan, &store, &selection, started)
+}
+
+/// The stages whose key is no longer the one the recorded run had, and why (a changed
+/// external file, another device, other kernel sources, a new version of a kind): they
+/// are computed anew, so `--verify` cannot compare them with that run's artifacts.
+fn key_changes(plan: &Plan, store: &Store, recorded: &Manifest) -> Vec<String> {
+    let statuses = exec::status(plan, store, &[]);
+    let mut notes = Vec::new();
+    for (stage, status) in plan.stages.iter().zip(&statuses) {
+        let Some(then) = recorded.stages.iter().find(|s| s.name == stage.name) else { continue };
+        let (Some(then_key), Some(then_inputs)) = (&then.key, &then.key_inputs) else { continue };
+        let (key, now_inputs) = match status {
+            Status::Cached { key, meta } => (Some(key), &meta.key_inputs),
+            Status::WillRun { key, key_inputs, .. } => (key.as_ref(), key_inputs),
+        };
+        if key == Some(then_key) {
+            continue;
+        }
+        // Inputs not known yet are left out: their upstream's note says why.
+        let mut then_inputs = then_inputs.clone();
+        if let (Some(old), Some(new)) =
+            (then_inputs.get_mut("inputs").and_then(|v| v.as_object_mut()), now_inputs.get("inputs"))
+        {
+            old.retain(|name, _| new.get(name).is_some());
+        }
+        let changes = differences(&then_inputs, now_inputs);
+        if !changes.is_empty() {
+            let why: Vec<String> = changes.iter().map(|c| exec::describe_change(plan, stage, c)).collect();
+            notes.push(format!("`{}` no longer has the key of run {}: {}", stage.name, recorded.id, why.join("; ")));
+        }
+    }
+    notes
 }
 
 fn execute(plan: &Plan, store: &Store, selection: &Selection, started: Instant) -> Result<(), Failure> {

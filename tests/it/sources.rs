@@ -80,3 +80,37 @@ fn a_changed_file_reruns_its_source_and_what_follows() {
     let statuses = work.statuses();
     assert!(statuses.iter().any(|(n, s)| n == "train_problems" && s == "ran"), "{statuses:?}");
 }
+
+/// `kiln rerun` repeats the recorded run's selection (here `--until train_problems`), and
+/// names the stages that no longer have that run's key because a file they read changed.
+#[test]
+fn a_rerun_repeats_the_selection_and_names_a_changed_file() {
+    let work = Workdir::new();
+    let train = work.path().join("train.jsonl");
+    std::fs::copy(repo().join("tests/fixtures/gsm8k-train.jsonl"), &train).unwrap();
+    let args = sets(train.to_str().unwrap(), "tests/fixtures/gsm8k-test.jsonl");
+    let mut cmd = vec!["run", GSM8K, "--until", "train_problems"];
+    cmd.extend(args.iter().map(String::as_str));
+    work.ok(&cmd);
+    let id = work.last_manifest()["id"].as_str().unwrap().to_string();
+    let first = work.statuses();
+    assert!(first.iter().any(|(_, s)| s == "skipped") && first.iter().any(|(_, s)| s == "ran"), "{first:?}");
+
+    let out = work.kiln(&["rerun", &id]);
+    assert!(out.status.success() && out.stderr.is_empty() || !String::from_utf8_lossy(&out.stderr).contains("note:"));
+    let expected: Vec<(String, String)> = first
+        .iter()
+        .map(|(name, status)| (name.clone(), if status == "ran" { "cached".into() } else { status.clone() }))
+        .collect();
+    assert_eq!(work.statuses(), expected);
+
+    let text = std::fs::read_to_string(&train).unwrap();
+    let fewer: Vec<&str> = text.lines().skip(1).collect();
+    std::fs::write(&train, fewer.join("\n") + "\n").unwrap();
+    let out = work.kiln(&["rerun", &id]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let note = format!("note: `train_source` no longer has the key of run {id}: files.path ");
+    assert!(err.contains(&note), "{err}");
+    assert_eq!(work.statuses(), first, "the same stages ran again");
+}
