@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::compact;
+use super::history::compact;
 use super::text_table::TextTable;
 use crate::plan::key::differences;
 use crate::runs::{Manifest, StageRecord};

@@ -66,10 +66,16 @@ pub fn explain(plan: &Plan, statuses: &[Status]) -> String {
             out.push_str(&format!("  {shown:<7}{text}\n"));
             last = label;
         }
-        if let Status::WillRun { previous, changes, .. } = status {
+        if let Status::WillRun { key, previous, changes, .. } = status {
             match previous {
+                Some(p) if changes.is_empty() && key.is_some() => out.push_str(&format!(
+                    "  the same key as its entry of run {} (key {}): it runs because it is forced\n",
+                    p.run,
+                    &p.key[..12]
+                )),
                 Some(p) if changes.is_empty() => out.push_str(&format!(
-                    "  no key field differs from its entry of run {} (key {}): its inputs will be computed\n",
+                    "  no known key field differs from its entry of run {} (key {}); its inputs will be computed \
+                     anew\n",
                     p.run,
                     &p.key[..12]
                 )),

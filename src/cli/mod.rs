@@ -1,5 +1,5 @@
-//! The command line: `kiln run | plan | dag | inspect | query | runs | show | diff | rerun | gc | stages |
-//! schema`.
+//! The command line: `kiln run | rerun | plan | dag | inspect | query | runs | show | diff | gc |
+//! stages | schema`; one module per command or pair of commands.
 //!
 //! `main` parses, calls [`main_with`], and exits with its status: 0 success, 1 a stage
 //! failed (or a requested artifact is missing), 2 a usage or spec error.
@@ -7,26 +7,25 @@
 mod dag;
 mod diff;
 mod explain;
+mod gc;
+mod history;
 mod inspect;
 mod query;
 mod reporter;
+mod run;
 mod schema;
 mod text_table;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::exec::{self, ExecError, Selection, Status};
+use crate::exec::{self, Status};
 use crate::plan::Plan;
-use crate::plan::key::differences;
-use crate::runs::{self, Manifest, RunStatus, StageStatus};
 use crate::store::Store;
 use crate::{Registry, load_plan};
-use reporter::Terminal;
 use text_table::TextTable;
 
 #[derive(Parser, Debug)]
@@ -230,7 +229,7 @@ pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>, registry: &
 
 fn dispatch(cli: Cli, registry: &Registry) -> Result<(), Failure> {
     match cli.command {
-        Command::Run(args) => run(args, registry),
+        Command::Run(args) => run::run(args, registry),
         Command::Plan(args) => plan(args, registry),
         Command::Inspect(args) => {
             let plan = plan_of(&args.pipeline, registry)?;
@@ -260,22 +259,22 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<(), Failure> {
             Ok(())
         }
         Command::Runs(args) => {
-            print(&list_runs(&store_of(&args)));
+            print(&history::list_runs(&store_of(&args)));
             Ok(())
         }
         Command::Show(args) => {
             let store = store_of(&args.store);
-            print(&show_run(&store, &args.run)?);
+            print(&history::show_run(&store, &args.run)?);
             Ok(())
         }
         Command::Diff(args) => {
             let store = store_of(&args.store);
-            let (a, b) = (find_run(&store, &args.run_a)?, find_run(&store, &args.run_b)?);
+            let (a, b) = (history::find_run(&store, &args.run_a)?, history::find_run(&store, &args.run_b)?);
             print(&diff::diff(&a, &b));
             Ok(())
         }
-        Command::Rerun(args) => rerun(args, registry),
-        Command::Gc(args) => gc(args),
+        Command::Rerun(args) => run::rerun(args, registry),
+        Command::Gc(args) => gc::gc(args),
         Command::Schema => {
             let text = serde_json::to_string_pretty(&schema::schema(registry)).expect("a schema serializes");
             print(&format!("{text}\n"));
@@ -307,189 +306,6 @@ fn plan_of(args: &PipelineArgs, registry: &Registry) -> Result<Plan, Failure> {
     load_plan(&args.pipeline, &args.set, registry).map_err(|d| Failure::usage(d.render()))
 }
 
-fn run(args: RunArgs, registry: &Registry) -> Result<(), Failure> {
-    let started = Instant::now();
-    let plan = plan_of(&args.pipeline, registry)?;
-    let store = store_of(&args.pipeline.store);
-    let selection = Selection { only: args.only, from: args.from, until: args.until, force: args.force, verify: false };
-    execute(&plan, &store, &selection, started)
-}
-
-/// `kiln rerun RUN [--verify]`: the pipeline exactly as that run resolved it.
-fn rerun(args: RerunArgs, registry: &Registry) -> Result<(), Failure> {
-    let started = Instant::now();
-    let store = store_of(&args.store);
-    let recorded = find_run(&store, &args.run)?;
-    let label = format!("{} as run {} resolved it", recorded.pipeline.path, recorded.id);
-    let loaded = crate::spec::load_resolved(
-        recorded.pipeline.path.as_ref(),
-        &label,
-        &recorded.pipeline.resolved,
-        &recorded.overrides,
-    )
-    .map_err(|d| Failure::usage(d.render()))?;
-    let plan =
-        Plan::new(loaded.spec, loaded.sources, loaded.errors, registry).map_err(|d| Failure::usage(d.render()))?;
-    for note in key_changes(&plan, &store, &recorded) {
-        eprintln!("note: {note}");
-    }
-    // The same stages as that run: its --only/--from/--until, never its --force.
-    let selection = Selection { force: Vec::new(), verify: args.verify, ..recorded.selection.clone() };
-    execute(&plan, &store, &selection, started)
-}
-
-/// The stages whose key is no longer the one the recorded run had, and why (a changed
-/// external file, another device, other kernel sources, a new version of a kind): they
-/// are computed anew, so `--verify` cannot compare them with that run's artifacts.
-fn key_changes(plan: &Plan, store: &Store, recorded: &Manifest) -> Vec<String> {
-    let statuses = exec::status(plan, store, &[]);
-    let mut notes = Vec::new();
-    for (stage, status) in plan.stages.iter().zip(&statuses) {
-        let Some(then) = recorded.stages.iter().find(|s| s.name == stage.name) else { continue };
-        let (Some(then_key), Some(then_inputs)) = (&then.key, &then.key_inputs) else { continue };
-        let (key, now_inputs) = match status {
-            Status::Cached { key, meta } => (Some(key), &meta.key_inputs),
-            Status::WillRun { key, key_inputs, .. } => (key.as_ref(), key_inputs),
-        };
-        if key == Some(then_key) {
-            continue;
-        }
-        // Inputs not known yet are left out: their upstream's note says why.
-        let mut then_inputs = then_inputs.clone();
-        if let (Some(old), Some(new)) =
-            (then_inputs.get_mut("inputs").and_then(|v| v.as_object_mut()), now_inputs.get("inputs"))
-        {
-            old.retain(|name, _| new.get(name).is_some());
-        }
-        let changes = differences(&then_inputs, now_inputs);
-        if !changes.is_empty() {
-            let why: Vec<String> = changes.iter().map(|c| exec::describe_change(plan, stage, c)).collect();
-            notes.push(format!("`{}` no longer has the key of run {}: {}", stage.name, recorded.id, why.join("; ")));
-        }
-    }
-    notes
-}
-
-fn execute(plan: &Plan, store: &Store, selection: &Selection, started: Instant) -> Result<(), Failure> {
-    let outcome = match exec::run(plan, store, selection, &Terminal::new()) {
-        Ok(outcome) => outcome,
-        Err(ExecError::Usage(message)) => return Err(Failure::usage(format!("error: {message}"))),
-        Err(e) => return Err(Failure::failed(format!("error: {e}"))),
-    };
-    print(&run_summary(&outcome.manifest, started.elapsed().as_secs_f64()));
-    for page in &outcome.pages {
-        print(&format!("report: {}\n", page.display()));
-    }
-    if let Some(e) = outcome.failure {
-        return Err(Failure::failed(format!("error: {e}")));
-    }
-    let differing: Vec<&str> = outcome
-        .manifest
-        .stages
-        .iter()
-        .filter(|s| s.verified.as_ref().is_some_and(|v| !v.reproducible))
-        .map(|s| s.name.as_str())
-        .collect();
-    if !differing.is_empty() {
-        return Err(Failure::failed(format!(
-            "error: not reproducible: {} (recomputing gave other bytes than the cache holds)",
-            differing.join(", ")
-        )));
-    }
-    Ok(())
-}
-
-/// The end-of-run table: per stage cached or ran and its time, then the headline lines.
-fn run_summary(manifest: &Manifest, seconds: f64) -> String {
-    let mut table = TextTable::new(&["stage", "kind", "status", "time", "result"]);
-    for s in &manifest.stages {
-        let time = if s.status == StageStatus::Ran || s.status == StageStatus::Failed || s.verified.is_some() {
-            format!("{:.1}s", s.duration_s)
-        } else {
-            String::new()
-        };
-        let result = match (&s.verified, s.status) {
-            (_, StageStatus::Failed) => s.error.clone().unwrap_or_default().lines().next().unwrap_or("").to_string(),
-            (Some(v), _) if !v.reproducible => format!("other bytes in {}", v.differing.join(", ")),
-            _ => s.summary.clone().unwrap_or_default(),
-        };
-        table.row(vec![s.name.clone(), s.kind.clone(), status_word(s).into(), time, result]);
-    }
-    let count = |f: &dyn Fn(&runs::StageRecord) -> bool| manifest.stages.iter().filter(|s| f(s)).count();
-    let ran = count(&|s| s.status == StageStatus::Ran);
-    let cached = count(&|s| s.status == StageStatus::Cached && s.verified.is_none());
-    let verified = count(&|s| s.verified.is_some());
-    let reproduced = count(&|s| s.verified.as_ref().is_some_and(|v| v.reproducible));
-    let verify = if verified > 0 {
-        format!(", {reproduced} of {verified} recomputed reproduced the cache")
-    } else {
-        String::new()
-    };
-    format!(
-        "\n{}\nrun {}: {} stages, {ran} ran, {cached} cached{verify}, {seconds:.2}s\n",
-        table.render(),
-        manifest.id,
-        manifest.stages.len()
-    )
-}
-
-/// A stage's status in a run, with the outcome of `--verify` where there is one.
-pub(super) fn status_word(record: &runs::StageRecord) -> &'static str {
-    match (&record.verified, record.status) {
-        (_, StageStatus::Failed) => "failed",
-        (Some(v), _) if v.reproducible => "reproduced",
-        (Some(_), _) => "DIFFERS",
-        (None, status) => status.word(),
-    }
-}
-
-fn gc(args: GcArgs) -> Result<(), Failure> {
-    let store = store_of(&args.store);
-    let report = crate::gc::gc(&store, args.keep_runs, args.dry_run)
-        .map_err(|e| Failure::failed(format!("error: collecting garbage in {}: {e}", store.root().display())))?;
-    let freed: u64 = report.removed.iter().map(|r| r.bytes).sum();
-    let verb = if args.dry_run { "would remove" } else { "removed" };
-    let human = crate::gc::human_bytes;
-    let mut out = format!("{verb} {} entries, {}\n", report.removed.len(), human(freed));
-    let mut table = TextTable::new(&["key", "kind", "stage", "size"]);
-    for r in &report.removed {
-        table.row(vec![r.key[..12].to_string(), r.kind.clone(), r.stage.clone(), human(r.bytes)]);
-    }
-    if !report.removed.is_empty() {
-        out.push_str(&table.render().lines().map(|l| format!("  {l}\n")).collect::<String>());
-    }
-    let live = match report.live_runs.len() {
-        0 => String::new(),
-        n => format!(" and {n} running"),
-    };
-    out.push_str(&format!(
-        "kept {} entries, {}, used by {} kept runs (the {} newest{live})\n",
-        report.kept_entries,
-        human(report.kept_bytes),
-        report.kept_runs,
-        args.keep_runs
-    ));
-    if !report.being_written.is_empty() {
-        out.push_str(&format!("left {} entries a running stage is writing\n", report.being_written.len()));
-    }
-    if report.leftovers > 0 {
-        out.push_str(&format!(
-            "{verb} {} leftovers of killed runs, {}\n",
-            report.leftovers,
-            human(report.leftover_bytes)
-        ));
-    }
-    if report.scratch_bytes > 0 {
-        out.push_str(&format!(
-            "left {} of resumable work in {} (a rerun of the stage resumes from it)\n",
-            human(report.scratch_bytes),
-            store.root().join("scratch").display()
-        ));
-    }
-    print(&out);
-    Ok(())
-}
-
 fn plan(args: PlanArgs, registry: &Registry) -> Result<(), Failure> {
     let plan = plan_of(&args.pipeline, registry)?;
     let store = store_of(&args.pipeline.store);
@@ -507,109 +323,6 @@ fn plan(args: PlanArgs, registry: &Registry) -> Result<(), Failure> {
     }
     print(&table.render());
     Ok(())
-}
-
-fn list_runs(store: &Store) -> String {
-    let runs_dir = store.runs_dir();
-    let ids = runs::list(&runs_dir);
-    if ids.is_empty() {
-        return format!("no runs recorded in {}\n", store.root().display());
-    }
-    let mut table = TextTable::new(&["run", "pipeline", "status", "ran", "cached", "time"]);
-    for id in ids {
-        let Ok(m) = Manifest::load(&runs_dir, &id) else {
-            continue;
-        };
-        let count = |st| m.stages.iter().filter(|s| s.status == st).count().to_string();
-        let time: f64 = m.stages.iter().map(|s| s.duration_s).sum();
-        table.row(vec![
-            m.id.clone(),
-            m.pipeline.name.clone(),
-            match m.status {
-                // A run whose process is gone without finishing was killed.
-                RunStatus::Running if !store.run_is_live(&m.id) => "killed".to_string(),
-                status => format!("{status:?}").to_lowercase(),
-            },
-            count(StageStatus::Ran),
-            count(StageStatus::Cached),
-            format!("{time:.1}s"),
-        ]);
-    }
-    table.render()
-}
-
-fn find_run(store: &Store, wanted: &str) -> Result<Manifest, Failure> {
-    let runs_dir = store.runs_dir();
-    let ids = runs::list(&runs_dir);
-    let matches: Vec<&String> = if wanted == "last" {
-        ids.iter().take(1).collect()
-    } else {
-        ids.iter().filter(|id| id.starts_with(wanted)).collect()
-    };
-    match matches.as_slice() {
-        [one] => Manifest::load(&runs_dir, one).map_err(|e| Failure::failed(format!("error: run `{one}`: {e}"))),
-        [] => Err(Failure::usage(format!("error: no run `{wanted}` in {} (see `kiln runs`)", runs_dir.display()))),
-        many => Err(Failure::usage(format!(
-            "error: `{wanted}` matches {} runs: {}",
-            many.len(),
-            many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-        ))),
-    }
-}
-
-fn show_run(store: &Store, wanted: &str) -> Result<String, Failure> {
-    let m = find_run(store, wanted)?;
-    let mut out = format!(
-        "run {}\npipeline {} ({})\nstatus {}\nstarted {}  finished {}\nkiln {}  device {}\n",
-        m.id,
-        m.pipeline.name,
-        m.pipeline.path,
-        format!("{:?}", m.status).to_lowercase(),
-        m.started,
-        m.finished.clone().unwrap_or_else(|| "-".into()),
-        m.kiln_version,
-        m.device
-    );
-    if !m.overrides.is_empty() {
-        out.push_str(&format!("overrides {}\n", m.overrides.join(" ")));
-    }
-    let mut table = TextTable::new(&["stage", "kind", "status", "time", "key", "result"]);
-    for s in &m.stages {
-        table.row(vec![
-            s.name.clone(),
-            s.kind.clone(),
-            status_word(s).into(),
-            format!("{:.1}s", s.duration_s),
-            s.key.clone().map(|k| k[..12].to_string()).unwrap_or_default(),
-            s.error.clone().or_else(|| s.summary.clone()).unwrap_or_default(),
-        ]);
-    }
-    out.push('\n');
-    out.push_str(&table.render());
-    for s in &m.stages {
-        if s.metrics.is_empty() {
-            continue;
-        }
-        out.push_str(&format!("\n{} metrics:\n", s.name));
-        for (k, v) in &s.metrics {
-            out.push_str(&format!("  {k}: {}\n", compact(v)));
-        }
-    }
-    Ok(out)
-}
-
-fn compact(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::Number(n) if n.is_f64() => {
-            let f = n.as_f64().unwrap_or(0.0);
-            if f.abs() >= 1000.0 || f == 0.0 { format!("{f:.1}") } else { format!("{f:.4}") }
-        }
-        serde_json::Value::Object(map) => {
-            let parts: Vec<String> = map.iter().map(|(k, v)| format!("{k} {}", compact(v))).collect();
-            parts.join(", ")
-        }
-        other => other.to_string(),
-    }
 }
 
 fn describe_stages(registry: &Registry) -> String {

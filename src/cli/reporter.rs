@@ -49,7 +49,7 @@ impl Reporter for Terminal {
         };
         let took_time = record.status == StageStatus::Ran || record.verified.is_some();
         let time = if took_time { format!(" in {:.1}s", record.duration_s) } else { String::new() };
-        eprintln!("{mark} {} {}{time}", record.name, super::status_word(record));
+        eprintln!("{mark} {} {}{time}", record.name, super::run::status_word(record));
     }
 
     fn waiting(&self, stage: &str) {
