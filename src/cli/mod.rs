@@ -147,6 +147,9 @@ struct QueryArgs {
     /// Write the result to this file instead of the terminal.
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Read a recorded run's outputs as `NAME.stage` (repeatable): `--run old=last`.
+    #[arg(long = "run", value_name = "NAME=RUN")]
+    runs: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -255,7 +258,14 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<(), Failure> {
         Command::Query(args) => {
             let plan = plan_of(&args.pipeline, registry)?;
             let store = store_of(&args.pipeline.store);
-            print(&query::query(&plan, &store, &args.sql, args.format, args.output.as_deref())?);
+            let mut runs = Vec::new();
+            for given in &args.runs {
+                let Some((name, run)) = given.split_once('=') else {
+                    return Err(Failure::usage(format!("error: --run {given}: write NAME=RUN, e.g. `--run old=last`")));
+                };
+                runs.push((name.to_string(), history::find_run(&store, run)?));
+            }
+            print(&query::query(&plan, &store, &args.sql, &runs, args.format, args.output.as_deref())?);
             Ok(())
         }
         Command::Runs(args) => {

@@ -2,6 +2,8 @@
 //! stages, read in place. Each stage is a table named after it (its first output); each
 //! output of a stage with several is also `stage_output`. Only the tables the query
 //! names are opened, so a stage that is not cached is an error only when it is asked for.
+//! `--run a=RUN` adds the outputs of a recorded run as `a.stage`, so two runs can be
+//! joined: which problems did the new model get wrong that the old one got right?
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use super::Failure;
 use super::text_table::TextTable;
 use crate::exec::{self, Status};
 use crate::plan::Plan;
+use crate::runs::{Manifest, StageStatus};
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -44,13 +47,69 @@ fn tables(plan: &Plan) -> Vec<(String, usize, &'static str)> {
     out
 }
 
-/// Runs the query; returns what to print (nothing when written to `output`).
-pub fn query(plan: &Plan, store: &Store, sql: &str, format: Format, output: Option<&Path>) -> Result<String, Failure> {
+/// The tables of a recorded run: `(name, key, output)` of each table output of a stage
+/// the run computed or found cached. A stage's name is its first table output in the
+/// plan's order when the plan has the stage, else in name order.
+fn run_tables(plan: &Plan, run: &Manifest) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for stage in run.stages.iter().filter(|s| matches!(s.status, StageStatus::Cached | StageStatus::Ran)) {
+        let Some(key) = &stage.key else { continue };
+        let outputs: Vec<&String> =
+            stage.outputs.iter().filter(|(_, o)| o.artifact.starts_with("table")).map(|(n, _)| n).collect();
+        let declared = plan.index(&stage.name).and_then(|i| {
+            let first = plan.stages[i].outputs.iter().find(|o| matches!(o.artifact, Artifact::Table(_)))?;
+            outputs.iter().find(|n| n.as_str() == first.name).copied()
+        });
+        if let Some(first) = declared.or(outputs.first().copied()) {
+            out.push((stage.name.clone(), key.clone(), first.clone()));
+        }
+        if stage.outputs.len() > 1 {
+            out.extend(outputs.iter().map(|o| (format!("{}_{o}", stage.name), key.clone(), o.to_string())));
+        }
+    }
+    out
+}
+
+/// Runs the query; returns what to print (nothing when written to `output`). `runs`
+/// names recorded runs whose outputs the query reads as `name.stage`.
+pub fn query(
+    plan: &Plan,
+    store: &Store,
+    sql: &str,
+    runs: &[(String, Manifest)],
+    format: Format,
+    output: Option<&Path>,
+) -> Result<String, Failure> {
     let names = engine::table_names(sql).map_err(|e| Failure::usage(format!("error: {e}")))?;
     let known = tables(plan);
     let statuses = exec::status(plan, store, &[]);
     let mut dirs: Vec<(String, PathBuf)> = Vec::new();
     for name in names {
+        if let Some((alias, table)) = name.split_once('.') {
+            let Some((_, run)) = runs.iter().find(|(a, _)| a == alias) else {
+                return Err(Failure::usage(format!(
+                    "error: no run named `{alias}`: name one with `--run {alias}=RUN`\n  in the query: {sql}"
+                )));
+            };
+            let tables = run_tables(plan, run);
+            let Some((_, key, output)) = tables.iter().find(|(n, _, _)| n == table) else {
+                return Err(Failure::usage(format!(
+                    "error: run {} (`{alias}`) has no table `{table}`; it has {}{}\n  in the query: {sql}",
+                    run.id,
+                    tables.iter().map(|(n, _, _)| n.as_str()).collect::<Vec<_>>().join(", "),
+                    crate::diagnostic::suggestion(table, tables.iter().map(|(n, _, _)| n.as_str()))
+                )));
+            };
+            if store.meta(key).is_none() {
+                return Err(Failure::failed(format!(
+                    "error: the `{table}` of run {} is no longer cached (removed by `kiln gc`?); `kiln rerun {}` \
+                     computes it again",
+                    run.id, run.id
+                )));
+            }
+            dirs.push((name.clone(), store.entry_dir(key).join(output)));
+            continue;
+        }
         let Some((_, index, output)) = known.iter().find(|(n, _, _)| *n == name) else {
             return Err(Failure::usage(format!(
                 "error: no table `{name}`: the tables are the stages of `{}` ({}){}\n  in the query: {sql}",

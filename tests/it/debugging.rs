@@ -217,3 +217,31 @@ fn each_run_writes_its_report_page_with_its_stages() {
     assert!(page.contains("<tr><td>sft</td><td>train</td><td>cached</td>"), "{page}");
     assert!(!page.contains("kiln:run-stages"));
 }
+
+/// `--run NAME=RUN` reads a recorded run's outputs as `NAME.stage`: two runs joined.
+#[test]
+fn query_joins_the_outputs_of_two_runs() {
+    let work = Workdir::new();
+    work.ok(&["run", SMOKE]);
+    let a = run_id(&work);
+    work.ok(&["run", SMOKE, "--set", "sft.with.steps=6"]);
+    let b = run_id(&work);
+    let sql = "SELECT count(*) AS n, sum(CASE WHEN x.output = y.output THEN 1 ELSE 0 END) AS same \
+               FROM a.eval x JOIN b.eval y ON x.id = y.id";
+    let (run_a, run_b) = (format!("a={a}"), format!("b={b}"));
+    let csv = work.ok(&["query", SMOKE, sql, "--run", &run_a, "--run", &run_b, "--format", "csv"]);
+    let row: Vec<u64> = csv.lines().nth(1).unwrap().split(',').map(|c| c.parse().unwrap()).collect();
+    assert_eq!(row[0], 12, "the smoke evaluation's 12 problems, in both runs: {csv}");
+    assert!(row[1] < 12, "6 and 12 steps of training answer differently: {csv}");
+    // the same run under two names joins with itself
+    let run_b2 = format!("a={b}");
+    let csv = work.ok(&["query", SMOKE, sql, "--run", &run_b2, "--run", &run_b, "--format", "csv"]);
+    assert_eq!(csv.lines().nth(1), Some("12,12"), "{csv}");
+
+    let err = fails(&work, &["query", SMOKE, "SELECT * FROM c.eval", "--run", &run_a], 2);
+    assert!(err.contains("no run named `c`") && err.contains("--run c=RUN"), "{err}");
+    let err = fails(&work, &["query", SMOKE, "SELECT * FROM a.evl", "--run", &run_a], 2);
+    assert!(err.contains("has no table `evl`") && err.contains("Did you mean `eval`?"), "{err}");
+    let err = fails(&work, &["query", SMOKE, "SELECT 1", "--run", "last"], 2);
+    assert!(err.contains("write NAME=RUN"), "{err}");
+}

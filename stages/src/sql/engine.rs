@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::MemorySchemaProvider;
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionContext;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig};
@@ -44,23 +45,40 @@ pub fn plan_schema(query: &str, tables: &[(String, SchemaRef)]) -> Result<Schema
 }
 
 /// The tables a query reads, as DataFusion resolves them (names of its own `WITH`
-/// tables left out). A query that does not parse is an error with DataFusion's message.
+/// tables left out): `table`, or `schema.table` written with a schema. A query that does
+/// not parse is an error with DataFusion's message.
 pub fn table_names(query: &str) -> Result<Vec<String>, String> {
     let state = session().state();
     let dialect = state.config().options().sql_parser.dialect;
     let statement = state.sql_to_statement(query, &dialect).map_err(|e| failed(query, e))?;
     let references = state.resolve_table_references(&statement).map_err(|e| failed(query, e))?;
-    let mut names: Vec<String> = references.iter().map(|r| r.table().to_string()).collect();
+    let mut names: Vec<String> = references
+        .iter()
+        .map(|r| match r.schema() {
+            Some(schema) => format!("{schema}.{}", r.table()),
+            None => r.table().to_string(),
+        })
+        .collect();
+    names.sort();
     names.dedup();
     Ok(names)
 }
 
-/// Runs a query over table folders (each a folder of Parquet parts).
+/// Runs a query over table folders (each a folder of Parquet parts). A name
+/// `schema.table` registers the table in that schema, created if needed.
 pub fn execute(query: &str, tables: &[(String, &Path)]) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
     let ctx = session();
     let rt = runtime()?;
     rt.block_on(async {
         for (name, dir) in tables {
+            if let Some((schema, _)) = name.split_once('.') {
+                let catalog = ctx.catalog("datafusion").ok_or("the query engine has no default catalog")?;
+                if catalog.schema(schema).is_none() {
+                    catalog
+                        .register_schema(schema, Arc::new(MemorySchemaProvider::new()))
+                        .map_err(|e| format!("schema `{schema}`: {e}"))?;
+                }
+            }
             let options = ParquetReadOptions::default().file_extension(".parquet");
             ctx.register_parquet(name.as_str(), dir.to_string_lossy().as_ref(), options)
                 .await
