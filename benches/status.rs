@@ -1,7 +1,9 @@
 //! Status benchmark: a no-op `kiln plan` and a no-op `kiln run` (every stage cached)
 //! against `dvc status` on an equivalent three-stage DVC pipeline over the same files
-//! (copies of kiln's `problems`, `tokens` and `packed` artifacts as each stage's output),
-//! each the median of 15 after 2 warm-ups, measured in the same run.
+//! (copies of kiln's `problems`, `tokens` and `packed` artifacts as each stage's output);
+//! and `kiln query` aggregating all rows of the packed output against the same
+//! aggregates in Python with pyarrow over the same Parquet parts. Each is the median of
+//! 15 after 2 warm-ups, measured in the same run.
 //!
 //! kiln's status reads `meta.json` files and no artifact data, so its cost does not grow
 //! with the data; DVC checks each dependency and output against its state database
@@ -116,6 +118,41 @@ fn dvc_status(workdir: &Path) -> Result<f64, String> {
     }))
 }
 
+/// The aggregate query of the issue ("over the packed output, all rows"), in kiln's SQL.
+const QUERY: &str = "SELECT count(*) AS rows, sum(array_length(seq_lens)) AS documents, \
+                     sum(cardinality(input_ids)) AS tokens FROM packed";
+
+/// The same aggregates with pyarrow over the same Parquet parts, as a user would script
+/// them (process start and imports included, as kiln's are).
+const PYARROW: &str = r#"
+import sys, pyarrow.parquet as pq, pyarrow.compute as pc
+t = pq.read_table(sys.argv[1], columns=["seq_lens", "input_ids"])
+print(t.num_rows, pc.sum(pc.list_value_length(t["seq_lens"])).as_py(), pc.sum(pc.list_value_length(t["input_ids"])).as_py())
+"#;
+
+/// kiln query's and pyarrow's medians (ms) over the packed output, with their answers.
+fn query_times(workdir: &Path, pipeline: &str) -> (f64, Option<f64>) {
+    let answer = String::from_utf8(kiln(workdir, &["query", pipeline, QUERY, "--format", "csv"]).stdout).unwrap();
+    let kiln_ms = median_ms(|| {
+        kiln(workdir, &["query", pipeline, QUERY, "--format", "csv"]);
+    });
+    let packed = artifact(workdir, "packed", "packed");
+    let python = std::env::var("KILN_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let pyarrow = || Command::new(&python).args(["-c", PYARROW]).arg(&packed).output();
+    let Ok(out) = pyarrow() else { return (kiln_ms, None) };
+    if !out.status.success() {
+        println!("  pyarrow: not measured ({})", String::from_utf8_lossy(&out.stderr).trim());
+        return (kiln_ms, None);
+    }
+    let theirs = String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(",");
+    let ours = answer.lines().nth(1).unwrap_or("").to_string();
+    assert_eq!(theirs, ours, "kiln query and pyarrow disagree");
+    let pyarrow_ms = median_ms(|| {
+        pyarrow().unwrap();
+    });
+    (kiln_ms, Some(pyarrow_ms))
+}
+
 fn main() {
     // `cargo test --bench status` passes test-harness flags; there is nothing to filter.
     let (workdir, pipeline, _keep) = match (std::env::var("KILN_BENCH_WORKDIR"), std::env::var("KILN_BENCH_PIPELINE")) {
@@ -145,5 +182,12 @@ fn main() {
             println!("  ratio: kiln plan {:.1}x faster, kiln run {:.1}x faster", dvc_ms / plan_ms, dvc_ms / run_ms);
         }
         Err(why) => println!("  dvc status: not measured ({why}); `just bench` installs DVC"),
+    }
+    let (query_ms, pyarrow_ms) = query_times(&workdir, &pipeline);
+    println!("query over all rows of packed (count, documents, tokens), medians of {ROUNDS}:");
+    println!("  kiln query: {query_ms:.1} ms");
+    if let Some(pyarrow_ms) = pyarrow_ms {
+        println!("  python3 + pyarrow, the same aggregates over the same files: {pyarrow_ms:.1} ms");
+        println!("  ratio: kiln query {:.1}x faster", pyarrow_ms / query_ms);
     }
 }
