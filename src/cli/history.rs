@@ -12,24 +12,33 @@ pub(super) fn list_runs(store: &Store) -> String {
     if ids.is_empty() {
         return format!("no runs recorded in {}\n", store.root().display());
     }
-    let mut table = TextTable::new(&["run", "pipeline", "status", "ran", "cached", "time"]);
+    let mut table = TextTable::new(&["run", "pipeline", "status", "ran", "cached", "time", "overrides"]);
     for id in ids {
         let Ok(m) = Manifest::load(&runs_dir, &id) else {
             continue;
         };
-        let count = |st| m.stages.iter().filter(|s| s.status == st).count().to_string();
+        let count = |f: &dyn Fn(&runs::StageRecord) -> bool| m.stages.iter().filter(|s| f(s)).count();
         let time: f64 = m.stages.iter().map(|s| s.duration_s).sum();
+        let verified = count(&|s| s.verified.is_some());
+        let status = match m.status {
+            // A run whose process is gone without finishing was killed.
+            RunStatus::Running if !store.run_is_live(&m.id) => "killed".to_string(),
+            status => format!("{status:?}").to_lowercase(),
+        };
+        let status = match verified {
+            0 => status,
+            n => {
+                format!("{status}, {}/{n} reproduced", count(&|s| s.verified.as_ref().is_some_and(|v| v.reproducible)))
+            }
+        };
         table.row(vec![
             m.id.clone(),
             m.pipeline.name.clone(),
-            match m.status {
-                // A run whose process is gone without finishing was killed.
-                RunStatus::Running if !store.run_is_live(&m.id) => "killed".to_string(),
-                status => format!("{status:?}").to_lowercase(),
-            },
-            count(StageStatus::Ran),
-            count(StageStatus::Cached),
+            status,
+            count(&|s| s.status == StageStatus::Ran).to_string(),
+            count(&|s| s.status == StageStatus::Cached && s.verified.is_none()).to_string(),
             format!("{time:.1}s"),
+            m.overrides.join(" "),
         ]);
     }
     table.render()

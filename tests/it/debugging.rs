@@ -147,6 +147,9 @@ fn rerun_runs_the_recorded_pipeline_and_verify_compares_bytes() {
     let stages = work.last_manifest()["stages"].as_array().unwrap().clone();
     assert!(stages.iter().all(|s| s["verified"]["reproducible"] == true), "{stages:?}");
     assert!(!work.store().join("verify").exists(), "the recomputation is removed");
+    let runs = work.ok(&["runs"]);
+    let newest = runs.lines().nth(1).unwrap();
+    assert!(newest.contains("ok, 9/9 reproduced") && newest.ends_with("sft.with.steps=6"), "{runs}");
 
     // a cached file that changed is reported, and the run fails
     let key = stages[8]["key"].as_str().unwrap();
