@@ -108,7 +108,7 @@ impl Store {
     /// never removes an entry a running pipeline has counted on.
     pub fn guard(&self, exclusive: bool) -> io::Result<KeyLock> {
         fs::create_dir_all(&self.root)?;
-        let file = File::options().create(true).truncate(false).write(true).open(self.root.join("gc.lock"))?;
+        let file = open_lock(&self.root.join("gc.lock"))?;
         if exclusive {
             file.lock()?
         } else {
@@ -121,7 +121,7 @@ impl Store {
     pub fn run_lock(&self, id: &str) -> io::Result<KeyLock> {
         let dir = self.runs_dir().join(id);
         fs::create_dir_all(&dir)?;
-        let file = File::options().create(true).truncate(false).write(true).open(dir.join("lock"))?;
+        let file = open_lock(&dir.join("lock"))?;
         file.lock()?;
         Ok(KeyLock { _file: file })
     }
@@ -151,7 +151,7 @@ impl Store {
     fn lock_file(&self, key: &str) -> io::Result<File> {
         let dir = self.root.join("locks");
         fs::create_dir_all(&dir)?;
-        File::options().create(true).truncate(false).write(true).open(dir.join(format!("{key}.lock")))
+        open_lock(&dir.join(format!("{key}.lock")))
     }
 
     /// Empties the key's tmp folder and returns it (the caller holds the key's lock).
@@ -233,6 +233,11 @@ impl Store {
         }
         Ok(digest)
     }
+}
+
+/// A lock file, created empty if missing and never truncated (another process may hold it).
+fn open_lock(path: &Path) -> io::Result<File> {
+    File::options().create(true).truncate(false).write(true).open(path)
 }
 
 /// The bytes of the files under `dir` (0 if it does not exist).

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::history::compact;
 use super::text_table::TextTable;
-use crate::plan::key::differences;
+use crate::plan::key::{differences, leaves};
 use crate::runs::{Manifest, StageRecord};
 
 pub fn diff(a: &Manifest, b: &Manifest) -> String {
@@ -99,19 +99,12 @@ pub fn diff(a: &Manifest, b: &Manifest) -> String {
 
 /// A stage's metrics, nested maps flattened to dotted names, with its outputs' rows.
 fn measures(stage: StageRecord) -> Vec<(String, Value)> {
-    fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
-        match value {
-            Value::Object(map) => {
-                for (k, v) in map {
-                    flatten(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v, out);
-                }
-            }
-            Value::Array(_) => {} // logs, not measures
-            other => out.push((prefix.to_string(), other.clone())),
-        }
-    }
-    let mut out = Vec::new();
-    flatten("", &Value::Object(stage.metrics.clone()), &mut out);
+    let metrics = Value::Object(stage.metrics.clone());
+    let mut out: Vec<(String, Value)> = leaves(&metrics)
+        .into_iter()
+        .filter(|(path, v)| !path.is_empty() && !v.is_array() && !v.is_object()) // logs, not measures
+        .map(|(path, v)| (path, v.clone()))
+        .collect();
     // The rows of each output, unless a metric of the stage already says so.
     for (name, output) in &stage.outputs {
         if let Some(rows) = output.rows

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::exec::Status;
 use crate::plan::Plan;
-use crate::plan::key::show;
+use crate::plan::key::{leaves, show};
 
 pub fn explain(plan: &Plan, statuses: &[Status]) -> String {
     let mut out = String::new();
@@ -24,9 +24,14 @@ pub fn explain(plan: &Plan, statuses: &[Status]) -> String {
         };
         out.push_str(&format!("{} ({} v{}): {word}\n", stage.name, stage.kind.kind(), stage.kind.version()));
         let mut lines: Vec<(&str, String)> = vec![("key", key)];
-        let mut with = Vec::new();
-        flatten("", inputs.get("with").unwrap_or(&Value::Null), &mut with);
-        lines.extend(with.into_iter().map(|(path, value)| ("with", format!("{path}: {value}"))));
+        let with = inputs.get("with").filter(|w| w.as_object().is_some_and(|m| !m.is_empty()));
+        for (path, value) in with.map(leaves).unwrap_or_default() {
+            let value = match value {
+                Value::String(s) if s.contains('\n') => format!("{s:?}"),
+                other => other.to_string(),
+            };
+            lines.push(("with", format!("{path}: {value}")));
+        }
         if let Some(seed) = inputs.get("seed") {
             lines.push(("seed", seed.to_string()));
         }
@@ -91,19 +96,4 @@ pub fn explain(plan: &Plan, statuses: &[Status]) -> String {
         out.push('\n');
     }
     out
-}
-
-/// `a.b: value` lines of a parameter object; lists and scalars as compact JSON.
-fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
-    match value {
-        Value::Object(map) if !map.is_empty() => {
-            for (k, v) in map {
-                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                flatten(&path, v, out);
-            }
-        }
-        Value::String(s) if s.contains('\n') => out.push((prefix.into(), format!("{:?}", s))),
-        other if prefix.is_empty() && matches!(other, Value::Null | Value::Object(_)) => {}
-        other => out.push((prefix.into(), other.to_string())),
-    }
 }

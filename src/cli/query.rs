@@ -32,40 +32,43 @@ pub enum Format {
     Parquet,
 }
 
+/// The table names of one stage, given its table outputs in declaration order: the
+/// stage's name for the first, and `stage_output` for each when it has several outputs.
+fn stage_tables<'o>(stage: &str, outputs: &[&'o str], several: bool) -> Vec<(String, &'o str)> {
+    let mut out: Vec<(String, &str)> = outputs.first().map(|&o| (stage.to_string(), o)).into_iter().collect();
+    if several {
+        out.extend(outputs.iter().map(|&o| (format!("{stage}_{o}"), o)));
+    }
+    out
+}
+
 /// The table names of a plan: `(name, stage index, output)`.
 fn tables(plan: &Plan) -> Vec<(String, usize, &'static str)> {
     let mut out = Vec::new();
     for (i, stage) in plan.stages.iter().enumerate() {
-        let outputs: Vec<_> = stage.outputs.iter().filter(|o| matches!(o.artifact, Artifact::Table(_))).collect();
-        if let Some(first) = outputs.first() {
-            out.push((stage.name.clone(), i, first.name));
-        }
-        if stage.outputs.len() > 1 {
-            out.extend(outputs.iter().map(|o| (format!("{}_{}", stage.name, o.name), i, o.name)));
-        }
+        let outputs: Vec<&'static str> =
+            stage.outputs.iter().filter(|o| matches!(o.artifact, Artifact::Table(_))).map(|o| o.name).collect();
+        let several = stage.outputs.len() > 1;
+        out.extend(stage_tables(&stage.name, &outputs, several).into_iter().map(|(n, o)| (n, i, o)));
     }
     out
 }
 
 /// The tables of a recorded run: `(name, key, output)` of each table output of a stage
-/// the run computed or found cached. A stage's name is its first table output in the
-/// plan's order when the plan has the stage, else in name order.
+/// the run computed or found cached, named as [`tables`] names them; outputs are in the
+/// plan's declaration order when the plan has the stage, else in name order.
 fn run_tables(plan: &Plan, run: &Manifest) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for stage in run.stages.iter().filter(|s| matches!(s.status, StageStatus::Cached | StageStatus::Ran)) {
         let Some(key) = &stage.key else { continue };
-        let outputs: Vec<&String> =
-            stage.outputs.iter().filter(|(_, o)| o.artifact.starts_with("table")).map(|(n, _)| n).collect();
-        let declared = plan.index(&stage.name).and_then(|i| {
-            let first = plan.stages[i].outputs.iter().find(|o| matches!(o.artifact, Artifact::Table(_)))?;
-            outputs.iter().find(|n| n.as_str() == first.name).copied()
-        });
-        if let Some(first) = declared.or(outputs.first().copied()) {
-            out.push((stage.name.clone(), key.clone(), first.clone()));
+        let mut outputs: Vec<&str> =
+            stage.outputs.iter().filter(|(_, o)| o.artifact.starts_with("table")).map(|(n, _)| n.as_str()).collect();
+        if let Some(i) = plan.index(&stage.name) {
+            let declared = |name: &str| plan.stages[i].outputs.iter().position(|o| o.name == name);
+            outputs.sort_by_key(|name| declared(name).unwrap_or(usize::MAX));
         }
-        if stage.outputs.len() > 1 {
-            out.extend(outputs.iter().map(|o| (format!("{}_{o}", stage.name), key.clone(), o.to_string())));
-        }
+        let several = stage.outputs.len() > 1;
+        out.extend(stage_tables(&stage.name, &outputs, several).into_iter().map(|(n, o)| (n, key.clone(), o.into())));
     }
     out
 }

@@ -88,6 +88,24 @@ pub fn differences(old: &Value, new: &Value) -> Vec<String> {
     out
 }
 
+/// The leaves of a JSON value with their dotted paths (`optimizer.lr`); a non-empty
+/// object is walked, anything else (an empty object included) is a leaf.
+pub fn leaves(value: &Value) -> Vec<(String, &Value)> {
+    fn walk<'v>(prefix: &str, value: &'v Value, out: &mut Vec<(String, &'v Value)>) {
+        match value {
+            Value::Object(map) if !map.is_empty() => {
+                for (k, v) in map {
+                    walk(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v, out);
+                }
+            }
+            leaf => out.push((prefix.to_string(), leaf)),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", value, &mut out);
+    out
+}
+
 /// The fields of key inputs, most telling first.
 pub const FIELDS: [&str; 9] = ["with", "seed", "inputs", "files", "version", "outputs", "device", "kernels", "kind"];
 
@@ -122,6 +140,8 @@ mod tests {
         let old = json!({"kind": "pack", "with": {"seq_len": 1024, "algorithm": "x"}, "inputs": {"data": "aa"}});
         let new = json!({"kind": "pack", "with": {"seq_len": 2048, "algorithm": "x"}, "inputs": {"data": "bb"}});
         assert!(differences(&old, &old).is_empty());
+        let paths: Vec<String> = leaves(&new).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, ["kind", "with.seq_len", "with.algorithm", "inputs.data"]);
         assert_eq!(differences(&old, &new), ["with.seq_len 1024 -> 2048", "inputs.data \"aa\" -> \"bb\""]);
     }
 }
