@@ -15,21 +15,58 @@ pub struct Annotation {
     /// Where the expression starts in the solution.
     pub expr_start: usize,
     pub expr: Expr,
-    /// The result as written, and where it is.
-    pub result: Written,
+    /// Where the result starts in the solution.
+    pub result_start: usize,
+    /// The result as written: a number (`24`, `$1,200`, `-5`, `80%`, `3.33`) or a
+    /// fraction (`3/4`).
+    pub result: Expr,
 }
 
 impl Annotation {
-    /// Whether the expression evaluates to the written result (rounding as written).
-    pub fn verifies(&self) -> bool {
-        self.expr.eval().is_some_and(|v| v.matches(&self.result.text))
+    /// The value of the result as written.
+    pub fn result_value(&self) -> Rational {
+        self.result.eval().expect("parsed results evaluate")
     }
+
+    /// Whether the expression evaluates to the written result, exactly or rounded to
+    /// the places written (GSM8K writes `10/3=3.33`).
+    pub fn verifies(&self) -> bool {
+        self.expr.eval().is_some_and(|v| written_as(v, &self.result))
+    }
+
+    /// The result's byte range in the solution.
+    pub fn result_range(&self) -> (usize, usize) {
+        (self.result_start, self.result_start + self.result.text.len())
+    }
+}
+
+/// Whether `value` is what `written` says: equal, or rounded to its decimal places when
+/// it is one number (`3.33` for 10/3, `33.3%` for 1/3).
+pub fn written_as(value: Rational, written: &Expr) -> bool {
+    let Some(shown) = written.eval() else { return false };
+    if shown == value {
+        return true;
+    }
+    if !written.is_number() || value.is_integer() {
+        return false;
+    }
+    let literal = &written.literals[0];
+    let scaled = if literal.percent { value.checked_mul(Rational::int(100)) } else { Some(value) };
+    let negative = shown.is_negative();
+    let Some(scaled) = scaled.map(|s| if negative { Rational::int(0).checked_sub(s).expect("negation") } else { s })
+    else {
+        return false;
+    };
+    scaled.matches(&literal.written.text)
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Solution {
     pub text: String,
+    /// The annotations kiln can read, in order.
     pub annotations: Vec<Annotation>,
+    /// The text of each `<<...>>` that is not `expression=result` kiln can evaluate.
+    pub unreadable: Vec<String>,
     /// The number after `#### `, with its place.
     pub answer: Written,
 }
@@ -38,14 +75,12 @@ pub struct Solution {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParseError {
     NoFinalAnswer,
-    BadAnnotation(String),
 }
 
 impl std::fmt::Display for ParseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ParseError::NoFinalAnswer => f.write_str("no final answer line `#### N`"),
-            ParseError::BadAnnotation(a) => write!(f, "annotation `<<{a}>>` is not `expression=result`"),
         }
     }
 }
@@ -64,31 +99,37 @@ pub fn final_answer(solution: &str) -> Option<Written> {
     Some(Written { start: after + n.start, end: after + n.end, text: n.text, value })
 }
 
+/// One `<<...>>` read: the annotation, or `None` if it is not one kiln can evaluate.
+fn annotation(solution: &str, open: usize, close: usize) -> Option<Annotation> {
+    let inner = &solution[open + 2..close];
+    let eq = inner.rfind('=')?;
+    let expr = Expr::parse(&inner[..eq])?;
+    let after = &inner[eq + 1..];
+    let result_text = after.trim();
+    let result = Expr::parse(result_text)?;
+    let result_start = open + 2 + eq + 1 + (after.len() - after.trim_start().len());
+    Some(Annotation { start: open, end: close + 2, expr_start: open + 2, expr, result_start, result })
+}
+
+/// The final answer and every annotation; an annotation kiln cannot read is listed in
+/// `unreadable`, not an error: the solution's answer stands without it.
 pub fn parse(solution: &str) -> Result<Solution, ParseError> {
     let answer = final_answer(solution).ok_or(ParseError::NoFinalAnswer)?;
     let mut annotations = Vec::new();
+    let mut unreadable = Vec::new();
     let mut rest = 0;
     while let Some(open) = solution[rest..].find("<<").map(|i| i + rest) {
         let Some(close) = solution[open..].find(">>").map(|i| i + open) else {
-            return Err(ParseError::BadAnnotation(solution[open + 2..].chars().take(30).collect()));
+            unreadable.push(solution[open + 2..].chars().take(30).collect());
+            break;
         };
-        let inner = &solution[open + 2..close];
-        let bad = || ParseError::BadAnnotation(inner.to_string());
-        let eq = inner.rfind('=').ok_or_else(bad)?;
-        let expr = Expr::parse(&inner[..eq]).ok_or_else(bad)?;
-        let result_text = inner[eq + 1..].trim();
-        let value = Rational::parse(result_text).ok_or_else(bad)?;
-        let result_start = open + 2 + eq + 1 + (inner[eq + 1..].len() - inner[eq + 1..].trim_start().len());
-        let result = Written {
-            start: result_start,
-            end: result_start + result_text.len(),
-            text: result_text.to_string(),
-            value,
-        };
-        annotations.push(Annotation { start: open, end: close + 2, expr_start: open + 2, expr, result });
+        match annotation(solution, open, close) {
+            Some(a) => annotations.push(a),
+            None => unreadable.push(solution[open + 2..close].to_string()),
+        }
         rest = close + 2;
     }
-    Ok(Solution { text: solution.to_string(), annotations, answer })
+    Ok(Solution { text: solution.to_string(), annotations, unreadable, answer })
 }
 
 #[cfg(test)]
@@ -103,7 +144,8 @@ mod tests {
         let s = parse(SOLUTION).unwrap();
         assert_eq!(s.annotations.len(), 2);
         assert_eq!(s.annotations[0].expr.text, "48/2");
-        assert_eq!(&SOLUTION[s.annotations[1].result.start..s.annotations[1].result.end], "72");
+        let (start, end) = s.annotations[1].result_range();
+        assert_eq!(&SOLUTION[start..end], "72");
         assert!(s.annotations.iter().all(Annotation::verifies));
         assert_eq!(s.answer.value, Rational::int(72));
         assert_eq!(&SOLUTION[s.answer.start..s.answer.end], "72");
@@ -118,6 +160,52 @@ mod tests {
         assert_eq!(final_answer("so\n#### 1,200").unwrap().value, Rational::int(1200));
         assert_eq!(final_answer("#### -3").unwrap().value, Rational::int(-3));
         assert_eq!(parse("no answer").unwrap_err(), ParseError::NoFinalAnswer);
-        assert!(matches!(parse("<<2+x=4>>4\n#### 4"), Err(ParseError::BadAnnotation(_))));
+    }
+
+    /// Each form of annotation GSM8K's files hold (written for kiln in those forms): all
+    /// read, all verify.
+    #[test]
+    fn every_annotation_form_of_gsm8k_is_read_and_verifies() {
+        let annotations = [
+            "<<+30+46+38+11+18=143>>",
+            "<<+10=10>>",
+            "<<3*+6=18>>",
+            "<<10//3=3>>",
+            "<<3/4=3/4>>",
+            "<<6/8=3/4>>",
+            "<<1/3=0.33>>",
+            "<<-2+5=3>>",
+            "<<5-8=-3>>",
+            "<<$4*3=$12>>",
+            "<<3*$4.50=$13.50>>",
+            "<<20%*50=10>>",
+            "<<100%-20%=80%>>",
+            "<<1/4=25%>>",
+            "<<1/3=33.33%>>",
+            "<<1200*2=2,400>>",
+            "<<1,200/4=300>>",
+            "<<2**3=8>>",
+            "<<5^2=25>>",
+            "<<125=125>>",
+            "<< 3 * 4 = 12 >>",
+            "<<10/4=2.5>>",
+            "<<.5*10=5>>",
+            "<<12 x 2=24>>",
+        ];
+        for a in annotations {
+            let s = parse(&format!("Some steps {a} here.\n#### 1")).unwrap();
+            assert!(s.unreadable.is_empty(), "{a} is unreadable");
+            assert!(s.annotations[0].verifies(), "{a} does not verify");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_annotation_is_listed_and_the_answer_stands() {
+        let s = parse("He has 2+x = <<2+x=4>>4 and <<3*4=12>>12.\n#### 12").unwrap();
+        assert_eq!(s.unreadable, ["2+x=4"]);
+        assert_eq!(s.annotations.len(), 1);
+        assert_eq!(s.answer.value, Rational::int(12));
+        let s = parse("Open <<3*4 never closed\n#### 12").unwrap();
+        assert_eq!(s.unreadable.len(), 1);
     }
 }

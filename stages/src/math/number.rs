@@ -89,6 +89,22 @@ impl Rational {
         Rational::new(self.num.checked_mul(o.den)?, self.den.checked_mul(o.num)?)
     }
 
+    /// The largest integer not above the value.
+    pub fn floor(&self) -> i128 {
+        self.num.div_euclid(self.den)
+    }
+
+    /// The value to an integer power (up to 128 in magnitude; a negative power of zero
+    /// does not exist).
+    pub fn checked_pow(self, exponent: i128) -> Option<Self> {
+        if exponent.unsigned_abs() > 128 {
+            return None;
+        }
+        let e = exponent.unsigned_abs() as u32;
+        let r = Rational::new(self.num.checked_pow(e)?, self.den.checked_pow(e)?)?;
+        if exponent < 0 { Rational::int(1).checked_div(r) } else { Some(r) }
+    }
+
     /// Parses `1234`, `1,234`, `12.5`, `.75`, `-3` (no `$`, `%`).
     pub fn parse(text: &str) -> Option<Self> {
         let text = text.trim().replace(',', "");
@@ -201,9 +217,18 @@ pub fn numbers_in(text: &str) -> Vec<Written> {
         .collect()
 }
 
-/// Writes `value` in the style of `original`: thousands separators if it had them.
+/// Writes `value` in the style of `original`: thousands separators if it had them, and
+/// as many decimal places (`16.50` gives `12.20`, not `12.2`).
 pub fn render_like(value: &Rational, original: &str) -> String {
-    let plain = value.to_decimal();
+    let mut plain = value.to_decimal();
+    let places = original.split_once('.').map_or(0, |(_, f)| f.len());
+    let have = plain.split_once('.').map_or(0, |(_, f)| f.len());
+    if have < places && Rational::parse(&plain) == Some(*value) {
+        if have == 0 {
+            plain.push('.');
+        }
+        plain.push_str(&"0".repeat(places - have));
+    }
     if !original.contains(',') {
         return plain;
     }
@@ -255,6 +280,9 @@ mod tests {
         let found: Vec<String> = numbers_in(text).iter().map(|n| n.text.clone()).collect();
         assert_eq!(found, ["1,200.50", "3", "4.5", "7"]);
         assert_eq!(render_like(&Rational::int(1234567), "1,000"), "1,234,567");
-        assert_eq!(render_like(&Rational::parse("1234.5").unwrap(), "1,000.50"), "1,234.5");
+        assert_eq!(render_like(&Rational::parse("1234.5").unwrap(), "1,000.50"), "1,234.50");
+        assert_eq!(render_like(&Rational::parse("12.2").unwrap(), "16.50"), "12.20");
+        assert_eq!(render_like(&Rational::int(2), "4.00"), "2.00");
+        assert_eq!(render_like(&Rational::parse("2.25").unwrap(), "1.5"), "2.25");
     }
 }
