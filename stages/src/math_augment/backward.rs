@@ -51,6 +51,20 @@ impl Arith for Linear {
         }
         Some(Linear { a: self.a.checked_div(o.b)?, b: self.b.checked_div(o.b)? })
     }
+    fn floor_div(self, o: Self) -> Option<Self> {
+        (self.a.is_zero() && o.a.is_zero()).then(|| Some(Linear::constant(self.b.floor_div(o.b)?))).flatten()
+    }
+    fn pow(self, exponent: Self) -> Option<Self> {
+        if !exponent.a.is_zero() {
+            return None;
+        }
+        match exponent.b.as_integer()? {
+            0 => Some(Linear::constant(Rational::int(1))),
+            1 => Some(self),
+            _ if self.a.is_zero() => Some(Linear::constant(self.b.pow(exponent.b)?)),
+            _ => None,
+        }
+    }
 }
 
 /// `4*x`, `x/4`, `0.85*x`, `2*x/3` for a positive coefficient.
@@ -108,7 +122,7 @@ pub fn backward(
     rng: &mut ChaCha8Rng,
 ) -> Result<(String, String, Rational), &'static str> {
     let used: Vec<usize> = (0..flow.variables.len())
-        .filter(|&v| flow.question_numbers.iter().filter(|(_, x)| *x == v).count() == 1)
+        .filter(|&v| flow.stated.iter().filter(|(_, x)| *x == v).count() == 1)
         .filter(|&v| flow.literals.iter().flatten().any(|s| matches!(s, Source::Variable { v: x, .. } if *x == v)))
         .filter(|&v| !flow.variables[v].is_zero())
         .collect();
@@ -122,12 +136,12 @@ pub fn backward(
     for (a, sources) in solution.annotations.iter().zip(&flow.literals) {
         let values: Vec<Linear> = sources
             .iter()
-            .zip(&a.expr.literals)
+            .zip(a.expr.values())
             .map(|(s, lit)| match *s {
                 Source::Variable { v: w, scale } if w == v => Some(Linear { a: scale, b: Rational::int(0) }),
                 Source::Variable { v: w, scale } => Some(Linear::constant(flow.variables[w].checked_mul(scale)?)),
                 Source::Step(j) => Some(steps[j]),
-                Source::Constant => Some(Linear::constant(lit.value)),
+                Source::Constant => Some(Linear::constant(lit)),
             })
             .collect::<Option<_>>()
             .ok_or(NONLINEAR)?;
@@ -144,11 +158,11 @@ pub fn backward(
         return Err(NONLINEAR);
     }
 
-    let (masked, _) = flow.question_numbers.iter().find(|(_, w)| *w == v).expect("candidate appears once");
+    let (masked, _) = flow.stated.iter().find(|(_, w)| *w == v).expect("candidate appears once");
     let question = format!(
         "{}x{} If we know the answer to the above question is {}, what is the value of unknown variable x?",
-        &question[..masked.start],
-        &question[masked.end..],
+        &question[..masked.written.start],
+        &question[masked.written.end..],
         answer
     );
     let mut text = format!("Following the steps with the unknown x, the answer is {} = {}.\n", render(form), answer);

@@ -1,10 +1,16 @@
-//! The data flow of an annotation chain: where each number of each expression comes
-//! from — a number of the question (one variable per distinct value, so equal numbers
-//! stay equal), the result of an earlier step, or a well-known constant — and the chain
-//! recomputed with new values for the question's variables.
+//! The provenance of every number of an annotation chain, decided before anything is
+//! perturbed: each literal of each expression is a stated number of the question (one
+//! variable per distinct value, so equal numbers stay equal), the result of an earlier
+//! step, or a constant (implied by the wording, a common constant, or a stated number that
+//! must not move). A stated number is a variable only when nothing else can explain its
+//! uses: no fraction, clock or year holds it, the wording does not imply the same value,
+//! and a common constant is not used more often than the question writes it.
 
+use std::collections::BTreeMap;
+
+use super::question::{self, Frozen, Stated};
 use crate::math::gsm8k::Solution;
-use crate::math::number::{Rational, Written, numbers_in};
+use crate::math::number::Rational;
 
 /// Where a literal's value comes from.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -13,27 +19,32 @@ pub enum Source {
     Variable { v: usize, scale: Rational },
     /// The result of step `j`.
     Step(usize),
-    /// A constant kept as it is (100, 60, 12, ...).
+    /// A constant kept as it is (implied by the wording, common, or left alone).
     Constant,
 }
 
 /// A question whose numbers the chain accounts for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Flow {
-    /// Distinct values of the question's numbers.
+    /// The values a perturbation may change.
     pub variables: Vec<Rational>,
-    /// The question's numbers and the variable each is.
-    pub question_numbers: Vec<(Written, usize)>,
+    /// Each stated occurrence of a variable, to be rewritten with it.
+    pub stated: Vec<(Stated, usize)>,
     /// For each annotation, the source of each literal.
     pub literals: Vec<Vec<Source>>,
     /// The step whose result is the final answer.
     pub final_step: usize,
+    /// Stated values that stay as they are, and why.
+    pub left_alone: Vec<(Rational, Frozen)>,
+    /// Values the wording implies.
+    pub implied: Vec<Rational>,
 }
 
 /// Why a problem's chain cannot be followed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Untraceable {
     NoAnnotations,
+    Unreadable,
     OriginalDoesNotVerify,
     UnknownLiteral,
     AmbiguousLiteral,
@@ -45,85 +56,148 @@ impl Untraceable {
     pub fn reason(&self) -> &'static str {
         match self {
             Untraceable::NoAnnotations => "no annotations",
+            Untraceable::Unreadable => "an annotation kiln cannot evaluate",
             Untraceable::OriginalDoesNotVerify => "an original annotation does not verify",
             Untraceable::UnknownLiteral => "an expression number comes from neither the question nor a step",
-            Untraceable::AmbiguousLiteral => "an expression number matches both a question number and a step",
+            Untraceable::AmbiguousLiteral => "an expression number matches both a step and a question number",
             Untraceable::UnusedQuestionNumber => "the question holds a number the chain does not use",
             Untraceable::FinalAnswerNotComputed => "the final answer is not a step's result",
         }
     }
 }
 
-/// Numbers a solution may use without the question stating them.
-pub fn is_constant(value: &Rational, constants: &[Rational]) -> bool {
-    constants.contains(value)
+/// A distinct stated value and what is known of it.
+struct Value {
+    value: Rational,
+    percent: bool,
+    /// How many times the question writes it.
+    written: usize,
+    in_digits: bool,
+    frozen: Option<Frozen>,
 }
 
 pub fn trace(question: &str, solution: &Solution, constants: &[Rational]) -> Result<Flow, Untraceable> {
+    if !solution.unreadable.is_empty() {
+        return Err(Untraceable::Unreadable);
+    }
     if solution.annotations.is_empty() {
         return Err(Untraceable::NoAnnotations);
     }
     if !solution.annotations.iter().all(|a| a.verifies()) {
         return Err(Untraceable::OriginalDoesNotVerify);
     }
-    let mut variables: Vec<Rational> = Vec::new();
-    let mut percent: Vec<bool> = Vec::new();
-    let mut question_numbers = Vec::new();
-    for n in numbers_in(question) {
-        let is_percent = question[n.end..].starts_with('%') || question[n.end..].starts_with(" percent");
-        let v = match variables.iter().position(|x| *x == n.value) {
-            Some(v) => {
-                percent[v] |= is_percent;
-                v
-            }
+    let hundredth = Rational::new(1, 100).expect("nonzero");
+    let implied = question::implied(question);
+    let stated = question::stated(question);
+
+    let mut values: Vec<Value> = Vec::new();
+    for s in &stated {
+        let at = match values.iter().position(|v| v.value == s.written.value) {
+            Some(at) => at,
             None => {
-                variables.push(n.value);
-                percent.push(is_percent);
-                variables.len() - 1
+                values.push(Value {
+                    value: s.written.value,
+                    percent: false,
+                    written: 0,
+                    in_digits: false,
+                    frozen: None,
+                });
+                values.len() - 1
             }
         };
-        question_numbers.push((n, v));
+        let v = &mut values[at];
+        v.percent |= s.percent;
+        v.written += 1;
+        v.in_digits |= !s.word;
+        v.frozen = v.frozen.or(s.frozen);
     }
-    let hundredth = Rational::new(1, 100).expect("nonzero");
-    let mut used = vec![false; variables.len()];
+    // The scales at which a literal may be a stated value: as written, or a percentage as
+    // a fraction (`25%` used as `.25`).
+    let matches = |v: &Value, literal: Rational| -> Option<Rational> {
+        if literal == v.value {
+            Some(Rational::int(1))
+        } else if v.percent && v.value.checked_mul(hundredth) == Some(literal) {
+            Some(hundredth)
+        } else {
+            None
+        }
+    };
+    let literal_values: Vec<Vec<Rational>> = solution.annotations.iter().map(|a| a.expr.values()).collect();
+    for v in &mut values {
+        let uses = literal_values.iter().flatten().filter(|&&l| matches(v, l).is_some()).count();
+        let implied_here = implied.contains(&v.value)
+            || (v.percent && v.value.checked_mul(hundredth).is_some_and(|f| implied.contains(&f)));
+        if v.frozen.is_none() && implied_here {
+            v.frozen = Some(Frozen::Implied);
+        }
+        if v.frozen.is_none() && uses > v.written && constants.contains(&v.value) {
+            v.frozen = Some(Frozen::Reused);
+        }
+    }
+    let variable_of: Vec<Option<usize>> = {
+        let mut next = 0;
+        values
+            .iter()
+            .map(|v| {
+                v.frozen.is_none().then(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect()
+    };
+
+    let mut used = vec![false; values.len()];
     let mut literals = Vec::new();
-    for (i, a) in solution.annotations.iter().enumerate() {
+    for (i, values_of_step) in literal_values.iter().enumerate() {
         let mut sources = Vec::new();
-        for lit in &a.expr.literals {
-            let step = (0..i).rev().find(|&j| solution.annotations[j].result.value == lit.value);
-            let variable =
-                variables.iter().position(|x| *x == lit.value).map(|v| (v, Rational::int(1))).or_else(|| {
-                    // 20% used as .2: the percentage's variable, scaled.
-                    variables
-                        .iter()
-                        .enumerate()
-                        .find(|(v, x)| percent[*v] && x.checked_mul(hundredth) == Some(lit.value))
-                        .map(|(v, _)| (v, hundredth))
-                });
-            let source = match (variable, step) {
+        for &lit in values_of_step {
+            let step = (0..i).rev().find(|&j| solution.annotations[j].result_value() == lit);
+            let stated_value = values.iter().enumerate().find_map(|(k, v)| Some((k, matches(v, lit)?)));
+            let kept_as_is = implied.contains(&lit);
+            let source = match (stated_value, step) {
                 // 0.25 both computed (25/100) and implied by "25%": the step is the chain's.
-                (Some((_, scale)), Some(j)) if scale != Rational::int(1) => Source::Step(j),
-                (Some(_), Some(_)) if !is_constant(&lit.value, constants) => return Err(Untraceable::AmbiguousLiteral),
-                (Some((v, scale)), None) => {
-                    used[v] = true;
-                    Source::Variable { v, scale }
-                }
+                (Some((k, scale)), Some(j)) if scale != Rational::int(1) && variable_of[k].is_some() => Source::Step(j),
+                (Some(_), Some(_)) => return Err(Untraceable::AmbiguousLiteral),
+                // A step's result that a cue word could also imply (12 pages a week in a
+                // question about a year): the chain's own value is far the likelier.
                 (None, Some(j)) => Source::Step(j),
-                _ if is_constant(&lit.value, constants) => Source::Constant,
-                _ => return Err(Untraceable::UnknownLiteral),
+                (Some((k, scale)), None) => match variable_of[k] {
+                    Some(v) => {
+                        used[k] = true;
+                        Source::Variable { v, scale }
+                    }
+                    None => Source::Constant,
+                },
+                (None, None) if kept_as_is || constants.contains(&lit) => Source::Constant,
+                (None, None) => return Err(Untraceable::UnknownLiteral),
             };
             sources.push(source);
         }
         literals.push(sources);
     }
-    if used.iter().zip(&variables).any(|(u, v)| !u && !is_constant(v, constants)) {
+    let unused = values
+        .iter()
+        .zip(&used)
+        .any(|(v, &u)| v.frozen.is_none() && !u && v.in_digits && !constants.contains(&v.value));
+    if unused {
         return Err(Untraceable::UnusedQuestionNumber);
     }
     let final_step = (0..solution.annotations.len())
         .rev()
-        .find(|&j| solution.annotations[j].result.value == solution.answer.value)
+        .find(|&j| solution.annotations[j].result_value() == solution.answer.value)
         .ok_or(Untraceable::FinalAnswerNotComputed)?;
-    Ok(Flow { variables, question_numbers, literals, final_step })
+
+    let variables: Vec<Rational> = values.iter().filter(|v| v.frozen.is_none()).map(|v| v.value).collect();
+    let stated_variables = stated
+        .into_iter()
+        .filter_map(|s| {
+            let k = values.iter().position(|v| v.value == s.written.value)?;
+            Some((s, variable_of[k]?))
+        })
+        .collect();
+    let left_alone = values.iter().filter_map(|v| Some((v.value, v.frozen?))).collect();
+    Ok(Flow { variables, stated: stated_variables, literals, final_step, left_alone, implied })
 }
 
 impl Flow {
@@ -134,17 +208,37 @@ impl Flow {
         for (a, sources) in solution.annotations.iter().zip(&self.literals) {
             let literal_values: Vec<Rational> = sources
                 .iter()
-                .zip(&a.expr.literals)
-                .map(|(s, lit)| match *s {
+                .zip(a.expr.values())
+                .map(|(s, original)| match *s {
                     Source::Variable { v, scale } => values[v].checked_mul(scale),
                     Source::Step(j) => Some(steps[j].1),
-                    Source::Constant => Some(lit.value),
+                    Source::Constant => Some(original),
                 })
                 .collect::<Option<_>>()?;
             let result = a.expr.eval_with(&literal_values)?;
             steps.push((literal_values, result));
         }
         Some(steps)
+    }
+
+    /// How many stated values are left alone, by reason.
+    pub fn left_alone_by_reason(&self) -> BTreeMap<&'static str, usize> {
+        let mut out = BTreeMap::new();
+        for (_, why) in &self.left_alone {
+            *out.entry(why.reason()).or_default() += 1;
+        }
+        out
+    }
+
+    /// Whether another flow (of a perturbed item) reads the same: the same variables
+    /// used in the same places, the same steps and constants. A perturbation whose new
+    /// values collide (two variables now equal, a variable equal to a constant or a
+    /// step) reads differently, and so does one that changed how often a number is used.
+    pub fn reads_like(&self, other: &Flow) -> bool {
+        self.variables.len() == other.variables.len()
+            && self.literals == other.literals
+            && self.final_step == other.final_step
+            && self.stated.len() == other.stated.len()
     }
 }
 
@@ -154,7 +248,7 @@ mod tests {
     use crate::math::gsm8k;
 
     fn constants() -> Vec<Rational> {
-        [100, 60, 12, 7, 2].iter().map(|&c| Rational::int(c)).collect()
+        [100, 60, 12, 7, 2, 52].iter().map(|&c| Rational::int(c)).collect()
     }
 
     #[test]
@@ -178,5 +272,55 @@ mod tests {
         assert_eq!(trace("Tom has 24 apples.", &s, &constants()).unwrap_err(), Untraceable::UnknownLiteral);
         let s = gsm8k::parse("24*2=<<24*2=50>>50\n#### 50").unwrap();
         assert_eq!(trace("Tom has 24 apples.", &s, &constants()).unwrap_err(), Untraceable::OriginalDoesNotVerify);
+        let s = gsm8k::parse("24*2=<<24*x=48>>48\n#### 48").unwrap();
+        assert_eq!(trace("Tom has 24 apples.", &s, &constants()).unwrap_err(), Untraceable::Unreadable);
+    }
+
+    /// The issue's first trap: the "2" of "twice" shares its value with "2 different
+    /// friends", so neither may move; 3 still may.
+    #[test]
+    fn a_stated_number_the_wording_also_implies_is_left_alone() {
+        let q =
+            "James writes a 3-page letter to 2 different friends twice a week. How many pages does he write a year?";
+        let s = gsm8k::parse(
+            "He writes each friend 3*2=<<3*2=6>>6 pages a week\nSo he writes 6*2=<<6*2=12>>12 pages every week\n\
+             That means he writes 12*52=<<12*52=624>>624 pages a year\n#### 624",
+        )
+        .unwrap();
+        let flow = trace(q, &s, &constants()).unwrap();
+        assert_eq!(flow.variables, [Rational::int(3)]);
+        assert_eq!(flow.left_alone, [(Rational::int(2), Frozen::Implied)]);
+        assert_eq!(flow.literals[1], [Source::Step(0), Source::Constant]);
+        assert_eq!(flow.literals[2], [Source::Step(1), Source::Constant]);
+    }
+
+    /// "60 words per minute" for an hour: `60*60`. The minutes of an hour are implied.
+    #[test]
+    fn a_rate_per_minute_does_not_move_the_minutes_of_an_hour() {
+        let q = "Emily can type 60 words per minute. How many hours does it take her to write 10,800 words?";
+        let s = gsm8k::parse("In an hour, Emily types 60*60=<<60*60=3600>>3600 words.\nSo she takes 10800/3600=<<10800/3600=3>>3 hours.\n#### 3").unwrap();
+        let flow = trace(q, &s, &constants()).unwrap();
+        assert_eq!(flow.variables, [Rational::int(10800)]);
+        assert_eq!(flow.literals[0], [Source::Constant, Source::Constant]);
+    }
+
+    /// A common constant used more often than written (`7*7` for "7 miles a day ... a
+    /// week" without a cue word would still be suspect), while an ordinary reused number
+    /// (48 and its half) is one variable.
+    #[test]
+    fn reuse_of_a_common_constant_is_not_trusted_but_reuse_of_a_quantity_is() {
+        let q = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether?";
+        let s = gsm8k::parse(
+            "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips.\n#### 72",
+        )
+        .unwrap();
+        let flow = trace(q, &s, &constants()).unwrap();
+        assert_eq!(flow.variables, [Rational::int(48)]);
+        assert_eq!(flow.literals[0], [Source::Variable { v: 0, scale: Rational::int(1) }, Source::Constant]);
+        let q = "A painter uses 12 liters of paint on each wall. How much paint does he use on 12 walls and the door, which takes as much as a wall?";
+        let s = gsm8k::parse("12*12=<<12*12=144>>144\n144+12=<<144+12=156>>156\n#### 156").unwrap();
+        let flow = trace(q, &s, &constants()).unwrap();
+        assert!(flow.variables.is_empty());
+        assert_eq!(flow.left_alone, [(Rational::int(12), Frozen::Reused)]);
     }
 }

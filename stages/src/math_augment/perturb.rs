@@ -1,22 +1,30 @@
 //! Number perturbation: new values for the question's variables under constraints
 //! (sign kept; integers stay integers, and integer intermediates stay integers; decimals
-//! keep their places; round numbers stay round; magnitude within x0.5..x2), the chain
-//! recomputed, and question, steps, annotations, prose and final answer re-rendered.
+//! keep their places; round numbers stay round; a percentage stays at most 100;
+//! magnitude within x0.5..x2), the chain recomputed, and question, annotations, prose
+//! and final answer re-rendered. The expression written before an annotation is
+//! re-rendered from the annotation's literals, never by value, so the two cannot drift
+//! apart; any other number in the prose is rewritten by value only where its value has
+//! one meaning in the chain.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::chain::{Flow, is_constant};
+use super::chain::{Flow, Source};
+use super::prose;
+use super::question::{WORDS, number_words};
+use crate::math::expr::Expr;
 use crate::math::gsm8k::Solution;
 use crate::math::number::{Rational, numbers_in, render_like};
 
 /// Why a perturbation was not produced.
-pub const NO_DRAW: &str = "no draw satisfied the constraints";
-pub const PROSE: &str = "a number in the solution's prose is not accounted for";
-pub const AMBIGUOUS_PROSE: &str = "a number in the solution's prose maps to two new values";
+pub const NO_VARIABLE: &str = "perturb: no question number may move";
+pub const NO_DRAW: &str = "perturb: no draw satisfied the constraints";
+pub const PROSE: &str = "perturb: a number in the solution's prose is not accounted for";
+pub const AMBIGUOUS_PROSE: &str = "perturb: a number in the solution's prose has two meanings in the chain";
 
-/// A new value of the same kind and size as `v`.
-fn draw_value(v: Rational, written: &str, rng: &mut ChaCha8Rng) -> Rational {
+/// A new value of the same kind and size as `v` (`written` as the question writes it).
+fn draw_value(v: Rational, written: &str, percent: bool, rng: &mut ChaCha8Rng) -> Rational {
     if v.is_zero() || v == Rational::int(1) || v.is_negative() {
         return v;
     }
@@ -31,7 +39,11 @@ fn draw_value(v: Rational, written: &str, rng: &mut ChaCha8Rng) -> Rational {
     let unit = 10i128.pow(zeros);
     let significant = m / unit;
     let low = (significant + 1) / 2;
-    let high = (significant * 2).max(low + 1);
+    let mut high = (significant * 2).max(low + 1);
+    // A percentage of at most 100 stays one.
+    if percent && v <= Rational::int(100) {
+        high = high.min(100 * scale / unit).max(low);
+    }
     let drawn = rng.random_range(low.max(1)..=high);
     Rational::new(drawn * unit, scale).unwrap_or(v)
 }
@@ -51,104 +63,177 @@ fn keeps_kind(original: &Rational, original_text: &str, new: &Rational) -> bool 
     Rational::parse(&text) == Some(*new) && text.split_once('.').is_none_or(|(_, f)| f.len() <= places)
 }
 
-/// A perturbed (question, solution, answer), or why none was made.
+/// What `accept` says of a drawn item: take it, draw again, or give up with a reason.
+pub enum Verdict {
+    Take,
+    DrawAgain(&'static str),
+    Refuse(&'static str),
+}
+
+/// A perturbed (question, solution, answer) that `accept` takes, or why none was made:
+/// up to `attempts` draws, each kept to the constraints, rendered and offered.
 pub fn perturb(
     question: &str,
     solution: &Solution,
     flow: &Flow,
-    constants: &[Rational],
     attempts: u32,
     rng: &mut ChaCha8Rng,
+    accept: &dyn Fn(&str, &str, &Rational) -> Verdict,
 ) -> Result<(String, String, Rational), &'static str> {
-    let firsts: Vec<&str> = (0..flow.variables.len())
-        .map(|v| flow.question_numbers.iter().find(|(_, x)| *x == v).map_or("", |(w, _)| w.text.as_str()))
+    if flow.variables.is_empty() {
+        return Err(NO_VARIABLE);
+    }
+    let firsts: Vec<(&str, bool)> = (0..flow.variables.len())
+        .map(|v| {
+            let occurrences = || flow.stated.iter().filter(|(_, x)| *x == v);
+            let text = occurrences().find(|(s, _)| !s.word).map_or("", |(s, _)| s.written.text.as_str());
+            (text, occurrences().any(|(s, _)| s.percent))
+        })
         .collect();
+    let mut why = NO_DRAW;
     for _ in 0..attempts {
-        let values: Vec<Rational> =
-            flow.variables.iter().zip(&firsts).map(|(&v, text)| draw_value(v, text, rng)).collect();
+        let values: Vec<Rational> = flow
+            .variables
+            .iter()
+            .zip(&firsts)
+            .map(|(&v, &(text, percent))| draw_value(v, text, percent, rng))
+            .collect();
         if values == flow.variables {
             continue;
         }
         let Some(steps) = flow.recompute(solution, &values) else { continue };
-        let kinds_kept = solution
-            .annotations
-            .iter()
-            .zip(&steps)
-            .all(|(a, (_, result))| keeps_kind(&a.result.value, &a.result.text, result));
+        let kinds_kept = solution.annotations.iter().zip(&steps).all(|(a, (_, result))| {
+            let text = a.result.literals.first().map_or("", |l| l.written.text.as_str());
+            keeps_kind(&a.result_value(), text, result)
+        });
         if !kinds_kept {
             continue;
         }
         let question = render_question(question, flow, &values);
-        let solution_text = render_solution(solution, flow, &values, &steps, constants)?;
-        return Ok((question, solution_text, steps[flow.final_step].1));
+        let solution_text = render_solution(solution, flow, &values, &steps)?;
+        let answer = steps[flow.final_step].1;
+        match accept(&question, &solution_text, &answer) {
+            Verdict::Take => return Ok((question, solution_text, answer)),
+            Verdict::DrawAgain(reason) => why = reason,
+            Verdict::Refuse(reason) => return Err(reason),
+        }
     }
-    Err(NO_DRAW)
+    Err(why)
 }
 
 fn render_question(question: &str, flow: &Flow, values: &[Rational]) -> String {
     let mut out = String::new();
     let mut at = 0;
-    for (n, v) in &flow.question_numbers {
-        out.push_str(&question[at..n.start]);
-        out.push_str(&render_like(&values[*v], &n.text));
-        at = n.end;
+    for (s, v) in &flow.stated {
+        out.push_str(&question[at..s.written.start]);
+        if s.word {
+            out.push_str(&word_like(&values[*v], &s.written.text));
+        } else {
+            out.push_str(&render_like(&values[*v], &s.written.text));
+        }
+        at = s.written.end;
     }
     out.push_str(&question[at..]);
     out
 }
 
+/// A result written again for a new value: a number as it was written (a percentage
+/// stays one), a fraction as a reduced fraction.
+fn render_result(result: &Expr, value: &Rational) -> String {
+    if result.is_number() {
+        let sign = if value.is_negative() { "-" } else { "" };
+        let magnitude =
+            if value.is_negative() { Rational::int(0).checked_sub(*value).expect("negation") } else { *value };
+        let literal = &result.literals[0];
+        let prefix = &result.text[..literal.written.start];
+        let prefix = prefix.trim_start_matches(['-', '+', ' ']);
+        let mut rendered = result.render_with(&[magnitude]);
+        rendered.replace_range(..literal.written.start, "");
+        return format!("{sign}{prefix}{rendered}");
+    }
+    match value.as_integer() {
+        Some(n) => n.to_string(),
+        None => format!("{}/{}", value.numerator(), value.denominator()),
+    }
+}
+
 /// The solution with every number replaced: literals and results inside annotations by
-/// the recomputed chain, the final answer, and numbers in the prose by the value they
-/// stood for (a question variable or a step result), which must be unambiguous.
+/// the recomputed chain, the final answer, the expression before and the result after
+/// each annotation from the annotation itself, and any other number in the prose by
+/// the value it stood for, which must be unambiguous.
 fn render_solution(
     solution: &Solution,
     flow: &Flow,
     values: &[Rational],
     steps: &[(Vec<Rational>, Rational)],
-    constants: &[Rational],
 ) -> Result<String, &'static str> {
     let text = &solution.text;
-    // Old value -> new value, for the prose.
+    // Old value -> new value, for numbers of the prose that belong to no annotation.
     let mut mapping: Vec<(Rational, Rational)> = flow.variables.iter().copied().zip(values.iter().copied()).collect();
-    for (a, (_, result)) in solution.annotations.iter().zip(steps) {
-        mapping.push((a.result.value, *result));
+    for (a, ((_, result), sources)) in solution.annotations.iter().zip(steps.iter().zip(&flow.literals)) {
+        mapping.push((a.result_value(), *result));
+        for (lit, source) in a.expr.values().into_iter().zip(sources) {
+            if *source == Source::Constant {
+                mapping.push((lit, lit));
+            }
+        }
     }
+    mapping.extend(flow.left_alone.iter().map(|(v, _)| (*v, *v)));
+    mapping.extend(flow.implied.iter().map(|v| (*v, *v)));
+
     let mut replacements: Vec<(usize, usize, String)> = Vec::new();
+    let mut claimed: Vec<(usize, usize)> = Vec::new();
     for (a, (literals, result)) in solution.annotations.iter().zip(steps) {
         for (lit, v) in a.expr.literals.iter().zip(literals) {
-            replacements.push((a.expr_start + lit.start, a.expr_start + lit.end, render_like(v, &lit.text)));
+            replacements.push((
+                a.expr_start + lit.written.start,
+                a.expr_start + lit.written.end,
+                render_like(&lit_written(lit.percent, v), &lit.written.text),
+            ));
         }
-        replacements.push((a.result.start, a.result.end, render_like(result, &a.result.text)));
+        let (start, end) = a.result_range();
+        replacements.push((start, end, render_result(&a.result, result)));
+        claimed.push((a.start, a.end));
+        let before = prose::before(text, a);
+        let aligned = prose::align(&before, &a.expr.literals).ok_or(prose::MISMATCH)?;
+        for (n, (i, factor)) in before.iter().zip(aligned) {
+            let new = literals[i].checked_mul(factor).ok_or(PROSE)?;
+            replacements.push((n.written.start, n.written.end, render_like(&new, &n.written.text)));
+            claimed.push((n.written.start, n.written.end));
+        }
+        if let Some(n) = prose::after(text, a) {
+            let new = scaled(*result, a.result_value(), n.written.value).ok_or(prose::RESULT_MISMATCH)?;
+            replacements.push((n.written.start, n.written.end, render_like(&new, &n.written.text)));
+            claimed.push((n.written.start, n.written.end));
+        }
     }
     let final_value = steps[flow.final_step].1;
     replacements.push((solution.answer.start, solution.answer.end, render_like(&final_value, &solution.answer.text)));
-    let inside = |pos: usize| {
-        solution.annotations.iter().any(|a| pos >= a.start && pos < a.end)
-            || (pos >= solution.answer.start && pos < solution.answer.end)
-    };
-    for n in numbers_in(text) {
-        if inside(n.start) {
-            continue;
-        }
-        let targets: Vec<Rational> = mapping.iter().filter(|(old, _)| *old == n.value).map(|(_, new)| *new).collect();
-        match targets.first() {
-            None if is_constant(&n.value, constants) => {}
-            None => return Err(PROSE),
-            Some(first) if targets.iter().any(|t| t != first) => return Err(AMBIGUOUS_PROSE),
-            Some(new) => replacements.push((n.start, n.end, render_like(new, &n.text))),
-        }
-    }
-    for (start, end, word) in number_words(text) {
-        if inside(start) {
-            continue;
-        }
-        let value = Rational::int(word as i128);
+    claimed.push((solution.answer.start, solution.answer.end));
+    let free = |start: usize| !claimed.iter().any(|&(s, e)| start >= s && start < e);
+    let target = |value: Rational| -> Result<Option<Rational>, &'static str> {
         let targets: Vec<Rational> = mapping.iter().filter(|(old, _)| *old == value).map(|(_, new)| *new).collect();
         match targets.first() {
-            None => {}
-            Some(first) if targets.iter().any(|t| t != first) => return Err(AMBIGUOUS_PROSE),
-            Some(new) if *new == value => {}
-            Some(new) => replacements.push((start, end, word_like(new, &text[start..end]))),
+            None => Ok(None),
+            Some(first) if targets.iter().any(|t| t != first) => Err(AMBIGUOUS_PROSE),
+            Some(new) => Ok(Some(*new)),
+        }
+    };
+    for n in numbers_in(text) {
+        if !free(n.start) {
+            continue;
+        }
+        match target(n.value)? {
+            Some(new) => replacements.push((n.start, n.end, render_like(&new, &n.text))),
+            None => return Err(PROSE),
+        }
+    }
+    for w in number_words(text) {
+        if !free(w.start) {
+            continue;
+        }
+        if let Some(new) = target(w.value)?.filter(|new| *new != w.value) {
+            replacements.push((w.start, w.end, word_like(&new, &w.text)));
         }
     }
     replacements.sort_by_key(|r| r.0);
@@ -163,47 +248,19 @@ fn render_solution(
     Ok(out)
 }
 
-const WORDS: [&str; 21] = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-    "twenty",
-];
-
-/// Numbers written as words (`Two weeks`), with their byte ranges and values.
-fn number_words(text: &str) -> Vec<(usize, usize, usize)> {
-    let mut out = Vec::new();
-    let mut start = None;
-    for (i, c) in text.char_indices().chain(std::iter::once((text.len(), ' '))) {
-        match (c.is_alphabetic(), start) {
-            (true, None) => start = Some(i),
-            (false, Some(s)) => {
-                if let Some(value) = WORDS.iter().position(|w| text[s..i].eq_ignore_ascii_case(w)) {
-                    out.push((s, i, value));
-                }
-                start = None;
-            }
-            _ => {}
-        }
+/// `new` written as `shown` writes `old` (the same, or a percentage of it: `>>60%` after
+/// a result of 0.6); `None` if `shown` is not `old` at all.
+fn scaled(new: Rational, old: Rational, shown: Rational) -> Option<Rational> {
+    if shown == old {
+        return Some(new);
     }
-    out
+    let hundred = Rational::int(100);
+    (old.checked_mul(hundred)? == shown).then(|| new.checked_mul(hundred)).flatten()
+}
+
+/// What a literal writes for the value it contributes (a percentage times 100).
+fn lit_written(percent: bool, value: &Rational) -> Rational {
+    if percent { value.checked_mul(Rational::int(100)).unwrap_or(*value) } else { *value }
 }
 
 /// A value written as `original` was: a word (capitalized alike) up to twenty, else digits.
@@ -225,8 +282,7 @@ mod tests {
     use rand::SeedableRng;
 
     #[test]
-    fn number_words_are_found_and_rewritten_alike() {
-        assert_eq!(number_words("Two weeks, one day; someone"), [(0, 3, 2), (11, 14, 1)]);
+    fn number_words_are_rewritten_alike() {
         assert_eq!(word_like(&Rational::int(4), "Two"), "Four");
         assert_eq!(word_like(&Rational::int(40), "two"), "40");
     }
@@ -235,12 +291,24 @@ mod tests {
     fn drawn_values_keep_their_kind() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         for _ in 0..200 {
-            let v = draw_value(Rational::int(1200), "1,200", &mut rng);
+            let v = draw_value(Rational::int(1200), "1,200", false, &mut rng);
             assert!(v.is_integer() && v.as_integer().unwrap() % 100 == 0);
-            let d = draw_value(Rational::parse("4.50").unwrap(), "4.50", &mut rng);
+            let d = draw_value(Rational::parse("4.50").unwrap(), "4.50", false, &mut rng);
             assert!(d.checked_mul(Rational::int(100)).unwrap().is_integer() && d > Rational::int(2));
-            assert_eq!(draw_value(Rational::int(1), "1", &mut rng), Rational::int(1));
+            assert_eq!(draw_value(Rational::int(1), "1", false, &mut rng), Rational::int(1));
+            let p = draw_value(Rational::int(80), "80", true, &mut rng);
+            assert!(p <= Rational::int(100) && p >= Rational::int(40), "{p}");
         }
+    }
+
+    #[test]
+    fn results_are_written_as_they_were() {
+        let r = |t: &str| Expr::parse(t).unwrap();
+        assert_eq!(render_result(&r("$1,200"), &Rational::int(2400)), "$2,400");
+        assert_eq!(render_result(&r("80%"), &Rational::new(3, 5).unwrap()), "60%");
+        assert_eq!(render_result(&r("-5"), &Rational::int(-7)), "-7");
+        assert_eq!(render_result(&r("5"), &Rational::int(-7)), "-7");
+        assert_eq!(render_result(&r("3/4"), &Rational::new(2, 3).unwrap()), "2/3");
     }
 
     #[test]
@@ -253,7 +321,7 @@ mod tests {
         let constants = [Rational::int(2)];
         let flow = trace(q, &s, &constants).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(11);
-        let (q2, s2, answer) = perturb(q, &s, &flow, &constants, 50, &mut rng).unwrap();
+        let (q2, s2, answer) = perturb(q, &s, &flow, 50, &mut rng, &|_, _, _| Verdict::Take).unwrap();
         let n = numbers_in(&q2)[0].value;
         assert_ne!(n, Rational::int(48));
         let half = n.checked_div(Rational::int(2)).unwrap();
@@ -263,5 +331,6 @@ mod tests {
         assert!(parsed.annotations.iter().all(|a| a.verifies()), "{s2}");
         assert_eq!(parsed.answer.value, answer);
         assert!(s2.starts_with(&format!("Natalia sold {}/2 = <<{}/2={}>>{} clips", n, n, half, half)), "{s2}");
+        assert_eq!(prose::check(&parsed), Ok(()));
     }
 }
