@@ -270,7 +270,7 @@ fn main() {
     let docs = texts(n, 1);
     let ids: Vec<i64> = (0..n as i64).collect();
     let start = Instant::now();
-    let removed = find_duplicates(&ids, &docs, &Params { exact: false, ..Params::default() }, 7);
+    let removed = find_duplicates(&ids, &docs, None, &Params { exact: false, ..Params::default() }, 7);
     let kiln = start.elapsed().as_secs_f64();
     let file = write_lines(&docs);
     match python(DATASKETCH, file.path().to_str().expect("utf-8 path")) {

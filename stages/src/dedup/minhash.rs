@@ -71,31 +71,6 @@ pub fn optimal_bands(threshold: f64, permutations: usize) -> (usize, usize) {
     (best.0, best.1)
 }
 
-/// Disjoint sets over 0..n; each root is the smallest member.
-pub struct UnionFind {
-    parent: Vec<usize>,
-}
-
-impl UnionFind {
-    pub fn new(n: usize) -> Self {
-        UnionFind { parent: (0..n).collect() }
-    }
-
-    pub fn find(&mut self, mut x: usize) -> usize {
-        while self.parent[x] != x {
-            self.parent[x] = self.parent[self.parent[x]];
-            x = self.parent[x];
-        }
-        x
-    }
-
-    pub fn union(&mut self, a: usize, b: usize) {
-        let (ra, rb) = (self.find(a), self.find(b));
-        let (low, high) = if ra < rb { (ra, rb) } else { (rb, ra) };
-        self.parent[high] = low;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,14 +95,5 @@ mod tests {
         assert!((midpoint - 0.7).abs() < 0.1, "{bands} x {rows}: {midpoint}");
         let (b9, r9) = optimal_bands(0.9, 256);
         assert!(r9 > rows || b9 < bands);
-    }
-
-    #[test]
-    fn clusters_are_rooted_at_their_smallest_member() {
-        let mut uf = UnionFind::new(6);
-        uf.union(4, 2);
-        uf.union(5, 4);
-        uf.union(3, 1);
-        assert_eq!([uf.find(5), uf.find(2), uf.find(3), uf.find(0)], [2, 2, 1, 0]);
     }
 }

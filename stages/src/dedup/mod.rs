@@ -1,12 +1,18 @@
 //! `dedup`: exact duplicates (same text after NFKC, lowercasing and whitespace folding)
-//! and near duplicates (MinHash over word n-grams, LSH banding, union-find clusters)
-//! removed; of each cluster the row with the smallest id is kept. Every removal is
-//! listed with the row it duplicates.
+//! and near duplicates (MinHash over word n-grams, LSH banding) removed. Rows are taken
+//! in id order, and a row is removed when it duplicates a row already kept, so the
+//! smallest id of a set of duplicates stays, and a row is never removed because of a
+//! row that was removed itself. Every removal is listed with the kept row it duplicates.
+//!
+//! Rows of one group (`group`, by default the `source_id` that `math.augment` writes)
+//! are never duplicates of each other: the variants of one problem differ in their
+//! numbers, which is their point, while a variant that duplicates another source's row
+//! is still found.
 //!
 //! Candidates that share an LSH bucket are confirmed by their signatures' estimated
-//! similarity before they are joined, so banding's false positives do not merge
-//! unrelated rows. Deterministic for a seed: hashes are xxh3, permutations come from the
-//! seed, buckets are visited in sorted order.
+//! similarity before a row is removed, so banding's false positives remove nothing.
+//! Deterministic for a seed: hashes are xxh3, permutations come from the seed, and rows
+//! are visited in id order.
 
 pub mod minhash;
 
@@ -25,7 +31,7 @@ use crate::schema::standard;
 use crate::stage::{Accepts, Artifact, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
 use crate::table::Columns;
 use crate::text;
-use minhash::{MinHasher, UnionFind, optimal_bands, similarity};
+use minhash::{MinHasher, optimal_bands, similarity};
 
 pub struct Dedup;
 
@@ -43,6 +49,10 @@ pub struct Params {
     pub permutations: usize,
     /// Estimated Jaccard similarity at which two rows are near duplicates.
     pub threshold: f64,
+    /// A column whose rows of equal value are never duplicates of each other (the
+    /// variants of one source); `auto`: `source_id` when the input has it; `none`: no
+    /// groups.
+    pub group: String,
 }
 
 impl Default for Params {
@@ -54,6 +64,18 @@ impl Default for Params {
             ngram: 5,
             permutations: 256,
             threshold: 0.7,
+            group: "auto".into(),
+        }
+    }
+}
+
+impl Params {
+    /// The group column of an input table that has the columns `has` says it has.
+    fn group_column(&self, has: impl Fn(&str) -> bool) -> Option<String> {
+        match self.group.as_str() {
+            "none" => None,
+            "auto" => has("source_id").then(|| "source_id".to_string()),
+            column => Some(column.to_string()),
         }
     }
 }
@@ -70,8 +92,9 @@ pub struct Removal {
 impl Stage for Dedup {
     type Params = Params;
     const KIND: &'static str = "dedup";
-    const VERSION: u32 = 1;
-    const ABOUT: &'static str = "remove exact and MinHash-LSH near duplicates (the smallest id of a cluster is kept)";
+    const VERSION: u32 = 2;
+    const ABOUT: &'static str =
+        "remove exact and MinHash-LSH near duplicates of kept rows (smallest id first; rows of one group never)";
     const RANDOM: bool = true;
 
     fn inputs() -> &'static [InputDecl] {
@@ -102,14 +125,29 @@ impl Stage for Dedup {
             return Err(StageError::Internal("dedup reads a table".into()));
         };
         check_text_columns(&params.columns, schema, "columns")?;
+        if let Some(group) = params.group_column(|c| schema.column(c).is_some()) {
+            let ty = schema.column(&group).map(|c| c.ty.data.clone());
+            if !matches!(ty, Some(DataType::Int64 | DataType::Utf8)) {
+                return Err(StageError::param(
+                    "group",
+                    format!("the input table `{}` has no int64 or string column `{group}`", schema.name),
+                ));
+            }
+        }
         Ok(vec![OutputDecl::table("kept", schema), OutputDecl::report("duplicates", standard::duplicates())])
     }
 
     fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
         let batches = ctx.table("data")?.read_all()?;
+        let group_column =
+            params.group_column(|c| batches.first().is_some_and(|b| b.schema().column_with_name(c).is_some()));
         let (ids, texts) = ids_and_texts(&batches, &params.columns)?;
+        let groups = match &group_column {
+            Some(column) => Some(group_keys(&batches, column)?),
+            None => None,
+        };
         ctx.progress().start(texts.len() as u64, "rows");
-        let removals = find_duplicates(&ids, &texts, params, ctx.seed);
+        let removals = find_duplicates(&ids, &texts, groups.as_deref(), params, ctx.seed);
         ctx.progress().advance(texts.len() as u64);
 
         let kept = write_kept(ctx, &batches, removals.iter().map(|r| r.row))?;
@@ -132,6 +170,7 @@ impl Stage for Dedup {
             .metric("near_duplicates", near)
             .metric("bands", bands)
             .metric("rows_per_band", rows)
+            .metric("group", group_column.as_deref().unwrap_or("none"))
             .summary(format!("kept {kept} of {}: {exact} exact and {near} near duplicates removed", ids.len())))
     }
 }
@@ -185,66 +224,92 @@ pub fn ids_and_texts(batches: &[RecordBatch], columns: &[String]) -> Result<(Vec
     Ok((ids, texts))
 }
 
-/// The rows to remove, in row order.
-pub fn find_duplicates(ids: &[i64], texts: &[String], params: &Params, seed: u64) -> Vec<Removal> {
+/// A key per row of a group column: rows of equal value have equal keys.
+pub fn group_keys(batches: &[RecordBatch], column: &str) -> Result<Vec<u64>> {
+    let mut keys = Vec::new();
+    for batch in batches {
+        let cols = Columns::new(batch);
+        match cols.i64s(column) {
+            Ok(values) => keys.extend(values.iter().map(|v| v.unwrap_or(i64::MIN) as u64)),
+            Err(_) => {
+                let values = cols.strings(column)?;
+                keys.extend(values.iter().map(|v| xxhash_rust::xxh3::xxh3_64(v.unwrap_or("").as_bytes())));
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// The rows to remove, in row order. Rows are visited in id order; a row is removed when
+/// it duplicates (exactly, or at the threshold) a row already kept of another group
+/// (`groups`: one key per row; without it every row is its own group).
+pub fn find_duplicates(
+    ids: &[i64],
+    texts: &[String],
+    groups: Option<&[u64]>,
+    params: &Params,
+    seed: u64,
+) -> Vec<Removal> {
     let n = texts.len();
-    // Rows ordered by id: the first of a cluster in this order is the one kept.
+    let group = |i: usize| groups.map_or(i as u64, |g| g[i]);
     let mut by_id: Vec<usize> = (0..n).collect();
     by_id.sort_by_key(|&i| (ids[i], i));
     let mut removals: Vec<Option<Removal>> = vec![None; n];
 
-    let mut first_of: HashMap<String, usize> = HashMap::new();
-    let mut representatives = Vec::with_capacity(n);
-    for &i in &by_id {
-        let key = if params.exact { text::normalize(&texts[i]) } else { i.to_string() };
-        match first_of.get(&key) {
-            Some(&kept) => removals[i] = Some(Removal { row: i, kept, kind: "exact", similarity: 1.0 }),
-            None => {
-                first_of.insert(key, i);
-                representatives.push(i);
+    if params.exact {
+        let mut kept_with: HashMap<String, Vec<usize>> = HashMap::new();
+        for &i in &by_id {
+            let kept = kept_with.entry(text::normalize(&texts[i])).or_default();
+            match kept.iter().find(|&&k| group(k) != group(i)) {
+                Some(&k) => removals[i] = Some(Removal { row: i, kept: k, kind: "exact", similarity: 1.0 }),
+                None => kept.push(i),
             }
         }
     }
 
     if params.near {
         let hasher = MinHasher::new(params.permutations, seed);
-        let signatures: Vec<Vec<u32>> = representatives
+        let candidates: Vec<usize> = by_id.iter().copied().filter(|&i| removals[i].is_none()).collect();
+        let signatures: Vec<Vec<u32>> = candidates
             .par_iter()
             .map(|&i| hasher.signature(&text::ngram_hashes(&text::words(&texts[i]), params.ngram)))
             .collect();
         let (bands, rows) = optimal_bands(params.threshold, params.permutations);
-        let m = representatives.len();
-        let mut clusters = UnionFind::new(m);
-        let mut best: Vec<(usize, f64)> = vec![(usize::MAX, 0.0); m];
-        for band in 0..bands {
-            let mut keys: Vec<(u64, usize)> = (0..m)
-                .filter(|&r| signatures[r][0] != u32::MAX)
-                .map(|r| {
-                    let part = &signatures[r][band * rows..(band + 1) * rows];
+        // (band, hash of the band's values) -> kept candidates, by position in `candidates`.
+        let mut buckets: HashMap<(usize, u64), Vec<usize>> = HashMap::new();
+        for (c, &row) in candidates.iter().enumerate() {
+            let signature = &signatures[c];
+            if signature[0] == u32::MAX {
+                continue;
+            }
+            let keys: Vec<(usize, u64)> = (0..bands)
+                .map(|band| {
+                    let part = &signature[band * rows..(band + 1) * rows];
                     let bytes: Vec<u8> = part.iter().flat_map(|v| v.to_le_bytes()).collect();
-                    (xxhash_rust::xxh3::xxh3_64(&bytes), r)
+                    (band, xxhash_rust::xxh3::xxh3_64(&bytes))
                 })
                 .collect();
-            keys.sort_unstable();
-            for group in keys.chunk_by(|a, b| a.0 == b.0) {
-                let head = group[0].1;
-                for &(_, r) in &group[1..] {
-                    let s = similarity(&signatures[head], &signatures[r]);
-                    if s >= params.threshold {
-                        clusters.union(head, r);
-                        if best[r].0 == usize::MAX || s > best[r].1 {
-                            best[r] = (head, s);
-                        }
+            let mut best: Option<(usize, f64)> = None;
+            for key in &keys {
+                for &k in buckets.get(key).into_iter().flatten() {
+                    if group(candidates[k]) == group(row) {
+                        continue;
+                    }
+                    let s = similarity(&signatures[k], signature);
+                    if s >= params.threshold && best.is_none_or(|(b, bs)| s > bs || (s == bs && k < b)) {
+                        best = Some((k, s));
                     }
                 }
             }
-        }
-        for r in 0..m {
-            let root = clusters.find(r);
-            if root != r {
-                let row = representatives[r];
-                let similarity = if best[r].0 == usize::MAX { params.threshold } else { best[r].1 };
-                removals[row] = Some(Removal { row, kept: representatives[root], kind: "near", similarity });
+            match best {
+                Some((k, similarity)) => {
+                    removals[row] = Some(Removal { row, kept: candidates[k], kind: "near", similarity })
+                }
+                None => {
+                    for key in keys {
+                        buckets.entry(key).or_default().push(c);
+                    }
+                }
             }
         }
     }
@@ -270,7 +335,7 @@ mod tests {
             base.to_string(), // id 3: exact, smaller id: kept instead
         ];
         let ids = [10, 11, 12, 13, 3];
-        let removals = find_duplicates(&ids, &texts, &params(), 1);
+        let removals = find_duplicates(&ids, &texts, None, &params(), 1);
         let described: Vec<(i64, i64, &str)> = removals.iter().map(|r| (ids[r.row], ids[r.kept], r.kind)).collect();
         assert_eq!(described, [(10, 3, "exact"), (11, 3, "exact"), (12, 3, "near")]);
         assert!(removals[2].similarity >= 0.7 && removals[2].similarity < 1.0);
@@ -282,11 +347,52 @@ mod tests {
             .map(|i| format!("problem {i}: tom has {} apples and buys {} more apples at the store", i * 7, i * 3))
             .collect();
         let ids: Vec<i64> = (0..300).collect();
-        let a = find_duplicates(&ids, &texts, &params(), 5);
-        let b = find_duplicates(&ids, &texts, &params(), 5);
+        let a = find_duplicates(&ids, &texts, None, &params(), 5);
+        let b = find_duplicates(&ids, &texts, None, &params(), 5);
         assert_eq!(a, b);
         // They share most words but every 5-gram window around the numbers differs.
         assert!(a.len() < 30, "{} removed", a.len());
+    }
+
+    /// Variants of one source differ in their numbers, which is their point: none is
+    /// removed because of another of its source, while a variant that duplicates a row of
+    /// another source still is.
+    #[test]
+    fn rows_of_one_group_are_never_duplicates_of_each_other() {
+        let base = "a farmer has 24 cows and buys 12 more cows at the market on a sunny morning before noon \
+                    then he walks them home along the river past the mill and the old stone bridge where the \
+                    children fish every summer until the long evening comes and the lamps are lit on monday";
+        let texts: Vec<String> = vec![
+            base.to_string(),                        // id 1, source 1
+            base.replace("24 cows", "30 cows"),      // id 2, variant of source 1
+            base.replace("12 more", "16 more"),      // id 3, variant of source 1
+            base.to_string(),                        // id 4, source 4: exact of id 1
+            base.replace("on monday", "on tuesday"), // id 5, source 5: near id 1
+            "something else entirely about trains leaving a station at noon and arriving at dusk".into(), // id 6
+        ];
+        let ids = [1, 2, 3, 4, 5, 6];
+        let groups = [1, 1, 1, 4, 5, 6];
+        let removals = find_duplicates(&ids, &texts, Some(&groups), &params(), 1);
+        let described: Vec<(i64, i64, &str)> = removals.iter().map(|r| (ids[r.row], ids[r.kept], r.kind)).collect();
+        assert_eq!(described, [(4, 1, "exact"), (5, 1, "near")]);
+        // Without groups the variants go too.
+        let removals = find_duplicates(&ids, &texts, None, &params(), 1);
+        assert!(removals.iter().any(|r| ids[r.row] == 2) && removals.iter().any(|r| ids[r.row] == 3));
+    }
+
+    /// A row is removed only for a row that is kept: with A ~ B and B ~ C but A and C
+    /// apart, C stays once B is gone.
+    #[test]
+    fn a_removed_row_removes_nothing() {
+        let words: Vec<String> = (0..40).map(|i| format!("w{i}")).collect();
+        let window = |from: usize| words[from..from + 30].join(" ");
+        // Jaccard of 5-grams: A-B and B-C 24/28 = 0.86, A-C 22/30 = 0.73.
+        let texts = vec![window(0), window(2), window(4)];
+        let p = Params { threshold: 0.8, ..params() };
+        let removals = find_duplicates(&[1, 2, 3], &texts, None, &p, 3);
+        let removed: Vec<usize> = removals.iter().map(|r| r.row).collect();
+        assert!(removed.contains(&1), "{removals:?}");
+        assert!(!removed.contains(&2), "C is not a duplicate of A: {removals:?}");
     }
 
     #[test]
@@ -296,5 +402,9 @@ mod tests {
         let inputs = [("data".to_string(), Artifact::Table(standard::problems().clone()))].into_iter().collect();
         let p = Params { columns: vec!["question".into(), "body".into()], ..params() };
         assert!(matches!(Dedup::outputs(&p, &inputs), Err(StageError::Param { path, .. }) if path == "columns[1]"));
+        let p = Params { group: "source".into(), ..params() };
+        assert!(matches!(Dedup::outputs(&p, &inputs), Err(StageError::Param { path, .. }) if path == "group"));
+        let p = Params { group: "auto".into(), ..params() };
+        assert!(Dedup::outputs(&p, &inputs).is_ok(), "auto without source_id: no groups");
     }
 }
