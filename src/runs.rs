@@ -155,6 +155,19 @@ pub fn list(runs_dir: &Path) -> Vec<String> {
     ids
 }
 
+/// The overrides (`--set`) of the newest run of the pipeline file at `pipeline` (the same
+/// file, however its path was written), with that run's id; `None` if no recent run
+/// ran it.
+pub fn latest_overrides(runs_dir: &Path, pipeline: &Path) -> Option<(String, Vec<String>)> {
+    const RECENT: usize = 50;
+    let wanted = fs::canonicalize(pipeline).ok()?;
+    list(runs_dir).into_iter().take(RECENT).find_map(|id| {
+        let manifest = Manifest::load(runs_dir, &id).ok()?;
+        let same = fs::canonicalize(&manifest.pipeline.path).is_ok_and(|p| p == wanted);
+        same.then_some((manifest.id, manifest.overrides))
+    })
+}
+
 /// A stage's newest cached entry in earlier runs: what a stage that will run is
 /// compared with.
 #[derive(Debug, Clone)]

@@ -235,7 +235,7 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<(), Failure> {
         Command::Run(args) => run::run(args, registry),
         Command::Plan(args) => plan(args, registry),
         Command::Inspect(args) => {
-            let plan = plan_of(&args.pipeline, registry)?;
+            let plan = plan_as_last_run(&args.pipeline, registry)?;
             let store = store_of(&args.pipeline.store);
             let text = match args.row {
                 Some(row) => {
@@ -250,13 +250,13 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<(), Failure> {
             Ok(())
         }
         Command::Dag(args) => {
-            let plan = plan_of(&args.pipeline, registry)?;
+            let plan = plan_as_last_run(&args.pipeline, registry)?;
             let statuses = exec::status(&plan, &store_of(&args.pipeline.store), &[]);
             print(&dag::render(&plan, &statuses, args.format));
             Ok(())
         }
         Command::Query(args) => {
-            let plan = plan_of(&args.pipeline, registry)?;
+            let plan = plan_as_last_run(&args.pipeline, registry)?;
             let store = store_of(&args.pipeline.store);
             let mut runs = Vec::new();
             for given in &args.runs {
@@ -314,6 +314,25 @@ fn store_of(args: &StoreArgs) -> Store {
 
 fn plan_of(args: &PipelineArgs, registry: &Registry) -> Result<Plan, Failure> {
     load_plan(&args.pipeline, &args.set, registry).map_err(|d| Failure::usage(d.render()))
+}
+
+/// The plan a command that reads the cache looks at: with the given `--set` overrides, or,
+/// when none is given, with those of the newest run of the same pipeline file, so a
+/// pipeline run with `--set ...path=` can be queried and inspected without typing them
+/// again. Which run's overrides were taken is said on stderr.
+fn plan_as_last_run(args: &PipelineArgs, registry: &Registry) -> Result<Plan, Failure> {
+    if !args.set.is_empty() {
+        return plan_of(args, registry);
+    }
+    let store = store_of(&args.store);
+    match crate::runs::latest_overrides(&store.runs_dir(), &args.pipeline) {
+        Some((run, overrides)) if !overrides.is_empty() => {
+            let shown: Vec<String> = overrides.iter().map(|o| format!("--set {o}")).collect();
+            eprintln!("note: with the overrides of run {run}, the newest of this pipeline: {}", shown.join(" "));
+            load_plan(&args.pipeline, &overrides, registry).map_err(|d| Failure::usage(d.render()))
+        }
+        _ => plan_of(args, registry),
+    }
 }
 
 fn plan(args: PlanArgs, registry: &Registry) -> Result<(), Failure> {
