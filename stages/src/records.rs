@@ -117,3 +117,27 @@ impl Skipped {
             .summary(format!("{read} records, {} skipped", self.count))
     }
 }
+/// The mapped fields of one record (a JSON object), or why it does not fit: a dotted
+/// name reaches into nested objects; numbers and booleans are written as text.
+pub fn mapped_fields(
+    value: &serde_json::Value,
+    fields: &IndexMap<String, String>,
+) -> std::result::Result<Vec<String>, String> {
+    if !value.is_object() {
+        return Err("expected a JSON object".into());
+    }
+    fields
+        .values()
+        .map(|field| {
+            let found = field.split('.').try_fold(value, |v, key| v.get(key));
+            match found {
+                Some(serde_json::Value::String(s)) => Ok(s.clone()),
+                Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
+                Some(serde_json::Value::Bool(b)) => Ok(b.to_string()),
+                Some(serde_json::Value::Null) | None => Err(format!("no field `{field}`")),
+                Some(serde_json::Value::Array(_)) => Err(format!("field `{field}`: expected a string, got an array")),
+                Some(serde_json::Value::Object(_)) => Err(format!("field `{field}`: expected a string, got an object")),
+            }
+        })
+        .collect()
+}

@@ -238,6 +238,7 @@ pub mod standard {
     standard_schema!(duplicates, "duplicates.json");
     standard_schema!(contamination, "contamination.json");
     standard_schema!(augmented, "augmented.json");
+    standard_schema!(math_problems, "math_problems.json");
 
     /// Every standard schema, for `kiln schema` listings and conformance tests.
     pub fn all() -> Vec<&'static TableSchema> {
@@ -251,6 +252,7 @@ pub mod standard {
             duplicates(),
             contamination(),
             augmented(),
+            math_problems(),
         ]
     }
 }
@@ -296,7 +298,8 @@ mod tests {
                 "predictions",
                 "duplicates",
                 "contamination",
-                "augmented"
+                "augmented",
+                "math_problems"
             ]
         );
         assert!(standard::packed().column("seq_lens").is_some());

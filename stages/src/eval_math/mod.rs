@@ -1,11 +1,16 @@
-//! `eval.math`: greedy decoding of a trained model on held-out problems, scored as
-//! GSM8K is scored: exact match of the extracted answer, overall and per family.
+//! `eval.math`: greedy decoding of a trained model on held-out problems, scored as each
+//! benchmark's harness scores it (`format`: GSM8K's exact match after `#### `, MATH's
+//! last `\boxed{}` with LaTeX equivalence, Math401's last number within 1e-3, Math23K's
+//! number, fraction or percentage), overall, per family and, where the problems have
+//! one, per level.
+//!
+//! With `outputs: solutions` the stage scores each problem's own solution as if a model
+//! had written it, without a model: the check that extraction and comparison agree with
+//! a benchmark's reference answers (every one should be right).
 //!
 //! Prompts are rendered with the same template and system message as training chats
 //! (the parameters default to `chat.format`'s). Batches decode in parallel; each batch
 //! is deterministic, so the predictions are too.
-
-pub mod extract;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::StageContext;
 use crate::error::{Result, StageError};
+use crate::math::format::Format;
 use crate::model::{checkpoint, generate};
 use crate::schema::standard;
 use crate::stage::{Accepts, Artifact, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
@@ -26,9 +32,23 @@ use crate::tokenizer_train::{self, tok_err};
 
 pub struct EvalMath;
 
+/// What is scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outputs {
+    /// The model's greedy outputs (inputs `model` and `tokenizer`).
+    #[default]
+    Model,
+    /// Each problem's own solution, as if a model had written it (no model).
+    Solutions,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
+    /// How answers are extracted and compared: gsm8k, math, math401, math23k.
+    pub format: Format,
+    pub outputs: Outputs,
     pub template: Template,
     /// The system message; empty for none.
     pub system: String,
@@ -46,6 +66,8 @@ pub struct Params {
 impl Default for Params {
     fn default() -> Self {
         Params {
+            format: Format::Gsm8k,
+            outputs: Outputs::Model,
             template: Template::Chatml,
             system: crate::chat_format::Params::default().system,
             question: "question".into(),
@@ -60,25 +82,33 @@ impl Default for Params {
 struct Problem {
     id: i64,
     family: String,
+    level: Option<String>,
     question: String,
+    solution: Option<String>,
     gold: String,
 }
 
 impl Stage for EvalMath {
     type Params = Params;
     const KIND: &'static str = "eval.math";
-    const VERSION: u32 = 1;
-    const ABOUT: &'static str = "greedy decoding and GSM8K-style exact-match scoring, per family";
+    const VERSION: u32 = 2;
+    const ABOUT: &'static str =
+        "greedy decoding scored as the benchmark's harness does (gsm8k, math, math401, math23k), per family and level";
     const USES_DEVICE: bool = true;
 
     fn inputs() -> &'static [InputDecl] {
         &[
-            InputDecl { name: "model", accepts: Accepts::Files("model"), about: "a trained model", optional: false },
+            InputDecl {
+                name: "model",
+                accepts: Accepts::Files("model"),
+                about: "a trained model (none with `outputs: solutions`)",
+                optional: true,
+            },
             InputDecl {
                 name: "tokenizer",
                 accepts: Accepts::Files("tokenizer"),
-                about: "its tokenizer",
-                optional: false,
+                about: "its tokenizer (none with `outputs: solutions`)",
+                optional: true,
             },
             InputDecl {
                 name: "data",
@@ -100,8 +130,29 @@ impl Stage for EvalMath {
     }
 
     fn outputs(params: &Params, inputs: &InputArtifacts) -> Result<Vec<OutputDecl>> {
+        let with_model = inputs.contains_key("model") && inputs.contains_key("tokenizer");
+        match params.outputs {
+            Outputs::Model if !with_model => {
+                return Err(StageError::param(
+                    "outputs",
+                    "scoring a model needs the inputs `model` and `tokenizer` (or `outputs: solutions` without them)",
+                ));
+            }
+            Outputs::Solutions if inputs.contains_key("model") || inputs.contains_key("tokenizer") => {
+                return Err(StageError::param(
+                    "outputs",
+                    "`solutions` scores the problems' own solutions: give no model",
+                ));
+            }
+            _ => {}
+        }
         if let Some(Artifact::Table(schema)) = inputs.get("data") {
-            for (path, column) in [("question", &params.question), ("answer", &params.answer)] {
+            let solution = String::from("solution");
+            let mut columns = vec![("question", &params.question), ("answer", &params.answer)];
+            if params.outputs == Outputs::Solutions {
+                columns.push(("outputs", &solution));
+            }
+            for (path, column) in columns {
                 match schema.column(column) {
                     Some(c) if c.ty.data == DataType::Utf8 => {}
                     _ => {
@@ -117,23 +168,24 @@ impl Stage for EvalMath {
     }
 
     fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
-        let model = checkpoint::load(ctx.files("model")?)?;
-        let tokenizer = tokenizer_train::load(ctx.files("tokenizer")?)?;
-        let stop_token = params.template.end_of_turn();
-        let stop = tokenizer
-            .token_to_id(stop_token)
-            .ok_or_else(|| StageError::Tokenizer(format!("the tokenizer has no `{stop_token}` token")))?;
         let mut problems = Vec::new();
         for batch in ctx.table("data")?.batches() {
             let batch = batch?;
             let cols = Columns::new(&batch);
             let (ids, families) = (cols.i64s("id")?, cols.strings("family")?);
             let (questions, answers) = (cols.strings(&params.question)?, cols.strings(&params.answer)?);
+            let levels = cols.strings("level").ok();
+            let solutions = match params.outputs {
+                Outputs::Solutions => Some(cols.strings("solution")?),
+                Outputs::Model => None,
+            };
             for r in 0..batch.num_rows() {
                 problems.push(Problem {
                     id: ids.value(r),
                     family: families.value(r).to_string(),
+                    level: levels.map(|l| l.value(r).to_string()),
                     question: questions.value(r).to_string(),
+                    solution: solutions.map(|s| s.value(r).to_string()),
                     gold: answers.value(r).to_string(),
                 });
             }
@@ -152,44 +204,32 @@ impl Stage for EvalMath {
                 params.template.prompt(&messages)
             })
             .collect();
-        let encoded: Vec<Vec<u32>> = prompts
-            .iter()
-            .map(|p| Ok(tokenizer.encode(p.as_str(), false).map_err(tok_err)?.get_ids().to_vec()))
-            .collect::<Result<_>>()?;
+        let (texts, unfinished, mean_tokens) = match params.outputs {
+            Outputs::Model => generate_outputs(params, ctx, &problems, &prompts)?,
+            Outputs::Solutions => {
+                ctx.progress().start(problems.len() as u64, "problems");
+                ctx.progress().advance(problems.len() as u64);
+                (problems.iter().map(|p| p.solution.clone().unwrap_or_default()).collect(), 0, 0.0)
+            }
+        };
 
-        ctx.progress().start(problems.len() as u64, "problems");
-        let progress = ctx.progress();
-        let outputs: Vec<Vec<u32>> = encoded
-            .par_chunks(params.batch_size)
-            .map(|batch| {
-                let out = generate::greedy(&model, batch, stop, params.max_new_tokens)?;
-                progress.advance(batch.len() as u64);
-                Ok(out)
-            })
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .flatten()
-            .collect();
-
-        let texts: Vec<String> =
-            outputs.iter().map(|o| tokenizer.decode(o, false).map_err(tok_err)).collect::<Result<_>>()?;
-        let strict: Vec<Option<String>> = texts.iter().map(|t| extract::strict(t)).collect();
-        let flexible: Vec<Option<String>> = texts.iter().map(|t| extract::flexible(t)).collect();
-        let correct: Vec<bool> = strict
-            .iter()
-            .zip(&problems)
-            .map(|(e, p)| e.as_deref().is_some_and(|e| extract::same_answer(e, &p.gold)))
-            .collect();
-        let correct_flexible: Vec<bool> = flexible
-            .iter()
-            .zip(&problems)
-            .map(|(e, p)| e.as_deref().is_some_and(|e| extract::same_answer(e, &p.gold)))
-            .collect();
+        let format = params.format;
+        let strict: Vec<Option<String>> = texts.iter().map(|t| format.extract(t)).collect();
+        let flexible: Vec<Option<String>> = texts.iter().map(|t| format.extract_flexible(t)).collect();
+        let judge = |extracted: &[Option<String>]| -> Vec<bool> {
+            extracted
+                .iter()
+                .zip(&problems)
+                .map(|(e, p)| e.as_deref().is_some_and(|e| format.same(e, &p.gold)))
+                .collect()
+        };
+        let (correct, correct_flexible) = (judge(&strict), judge(&flexible));
 
         let mut writer = ctx.write_table("predictions")?;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(problems.iter().map(|p| p.id))),
             Arc::new(StringArray::from_iter_values(problems.iter().map(|p| &p.family))),
+            Arc::new(StringArray::from(problems.iter().map(|p| p.level.clone()).collect::<Vec<_>>())),
             Arc::new(StringArray::from_iter_values(&prompts)),
             Arc::new(StringArray::from_iter_values(&texts)),
             Arc::new(StringArray::from(strict.clone())),
@@ -204,31 +244,85 @@ impl Stage for EvalMath {
         let n = problems.len().max(1) as f64;
         let accuracy = correct.iter().filter(|&&c| c).count() as f64 / n;
         let accuracy_flexible = correct_flexible.iter().filter(|&&c| c).count() as f64 / n;
-        let mut per_family: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-        for (p, &c) in problems.iter().zip(&correct) {
-            let entry = per_family.entry(&p.family).or_default();
-            entry.0 += c as usize;
-            entry.1 += 1;
-        }
-        let family_accuracy: BTreeMap<&str, f64> =
-            per_family.iter().map(|(f, (c, t))| (*f, *c as f64 / *t as f64)).collect();
-        let unfinished = outputs.iter().filter(|o| o.len() >= params.max_new_tokens).count();
-        let mean_tokens = outputs.iter().map(Vec::len).sum::<usize>() as f64 / n;
-        let families: Vec<String> = family_accuracy.iter().map(|(f, a)| format!("{f} {:.0}%", 100.0 * a)).collect();
-        Ok(StageReport::default()
+        let per_family = accuracy_by(problems.iter().map(|p| p.family.as_str()), &correct);
+        let per_level = accuracy_by(problems.iter().filter_map(|p| p.level.as_deref()), &correct);
+        let families: Vec<String> = per_family.iter().map(|(f, a)| format!("{f} {}", percent(*a))).collect();
+        let mut report = StageReport::default()
+            .metric("format", format.name())
             .metric("problems", problems.len())
             .metric("accuracy", accuracy)
             .metric("accuracy_flexible", accuracy_flexible)
-            .metric("accuracy_per_family", &family_accuracy)
+            .metric("accuracy_per_family", &per_family)
             .metric("mean_new_tokens", mean_tokens)
-            .metric("unfinished", unfinished)
-            .summary(format!(
-                "accuracy {:.1}% on {} problems ({})",
-                100.0 * accuracy,
-                problems.len(),
-                families.join(", ")
-            )))
+            .metric("unfinished", unfinished);
+        if !per_level.is_empty() {
+            report = report.metric("accuracy_per_level", &per_level);
+        }
+        let scored = match params.outputs {
+            Outputs::Model => "",
+            Outputs::Solutions => " (the problems' own solutions)",
+        };
+        Ok(report.summary(format!(
+            "accuracy {} on {} problems{scored} ({})",
+            percent(accuracy),
+            problems.len(),
+            families.join(", ")
+        )))
     }
+}
+
+/// A share as a percentage with one decimal, the same way everywhere it is printed.
+pub fn percent(share: f64) -> String {
+    format!("{:.1}%", 100.0 * share)
+}
+
+/// Accuracy per group (family or level), the groups in order.
+fn accuracy_by<'a>(groups: impl Iterator<Item = &'a str>, correct: &[bool]) -> BTreeMap<&'a str, f64> {
+    let mut counts: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for (group, &c) in groups.zip(correct) {
+        let entry = counts.entry(group).or_default();
+        entry.0 += c as usize;
+        entry.1 += 1;
+    }
+    counts.into_iter().map(|(g, (c, t))| (g, c as f64 / t as f64)).collect()
+}
+
+/// The model's greedy outputs for the prompts, how many ran out of tokens, and the mean
+/// number of new tokens.
+fn generate_outputs(
+    params: &Params,
+    ctx: &StageContext,
+    problems: &[Problem],
+    prompts: &[String],
+) -> Result<(Vec<String>, usize, f64)> {
+    let model = checkpoint::load(ctx.files("model")?)?;
+    let tokenizer = tokenizer_train::load(ctx.files("tokenizer")?)?;
+    let stop_token = params.template.end_of_turn();
+    let stop = tokenizer
+        .token_to_id(stop_token)
+        .ok_or_else(|| StageError::Tokenizer(format!("the tokenizer has no `{stop_token}` token")))?;
+    let encoded: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| Ok(tokenizer.encode(p.as_str(), false).map_err(tok_err)?.get_ids().to_vec()))
+        .collect::<Result<_>>()?;
+    ctx.progress().start(problems.len() as u64, "problems");
+    let progress = ctx.progress();
+    let outputs: Vec<Vec<u32>> = encoded
+        .par_chunks(params.batch_size)
+        .map(|batch| {
+            let out = generate::greedy(&model, batch, stop, params.max_new_tokens)?;
+            progress.advance(batch.len() as u64);
+            Ok(out)
+        })
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let texts: Vec<String> =
+        outputs.iter().map(|o| tokenizer.decode(o, false).map_err(tok_err)).collect::<Result<_>>()?;
+    let unfinished = outputs.iter().filter(|o| o.len() >= params.max_new_tokens).count();
+    let mean_tokens = outputs.iter().map(Vec::len).sum::<usize>() as f64 / problems.len().max(1) as f64;
+    Ok((texts, unfinished, mean_tokens))
 }
 
 #[cfg(test)]
@@ -239,9 +333,26 @@ mod tests {
     fn bad_parameters_are_named() {
         let p = Params { batch_size: 0, ..Params::default() };
         assert!(matches!(EvalMath::check(&p), Err(StageError::Param { path, .. }) if path == "batch_size"));
-        let inputs = [("data".to_string(), Artifact::Table(standard::problems().clone()))].into_iter().collect();
+        let data = ("data".to_string(), Artifact::Table(standard::problems().clone()));
+        let model =
+            [("model".to_string(), Artifact::Files("model")), ("tokenizer".into(), Artifact::Files("tokenizer"))];
+        let with_model: InputArtifacts = model.iter().cloned().chain([data.clone()]).collect();
         let p = Params { answer: "gold".into(), ..Params::default() };
-        assert!(matches!(EvalMath::outputs(&p, &inputs), Err(StageError::Param { path, .. }) if path == "answer"));
+        assert!(matches!(EvalMath::outputs(&p, &with_model), Err(StageError::Param { path, .. }) if path == "answer"));
+        let without: InputArtifacts = [data].into_iter().collect();
+        let is_outputs =
+            |r: Result<Vec<OutputDecl>>| matches!(r, Err(StageError::Param { path, .. }) if path == "outputs");
+        assert!(is_outputs(EvalMath::outputs(&Params::default(), &without)), "a model needs its inputs");
+        let solutions = Params { outputs: Outputs::Solutions, ..Params::default() };
+        assert!(is_outputs(EvalMath::outputs(&solutions, &with_model)), "solutions take no model");
+        assert!(EvalMath::outputs(&solutions, &without).is_ok());
+    }
+
+    #[test]
+    fn percentages_are_printed_alike() {
+        assert_eq!(percent(0.003), "0.3%");
+        assert_eq!(percent(0.883), "88.3%");
+        assert_eq!(percent(1.0), "100.0%");
     }
 
     #[test]

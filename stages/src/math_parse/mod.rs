@@ -1,6 +1,15 @@
-//! `math.parse`: records holding a question and a GSM8K-format solution become problems
-//! (the standard `problems` table): the final answer is read from `#### N`, and the
-//! calculator annotations are checked and counted.
+//! `math.parse`: records of a math benchmark, in its own format, become problems (the
+//! standard `problems` table; MATH's keep their level): the question, a solution that ends
+//! in the gold answer the way the format writes it, and the gold answer read as the
+//! format's harness reads it. GSM8K: the answer after `#### `, every calculator
+//! annotation read and checked (one kiln cannot evaluate is counted, never a reason to
+//! drop the problem); MATH: the last `\boxed{}`; Math401: the response; Math23K: the
+//! `ans`, with its equation evaluated and checked against it.
+//!
+//! A record whose gold answer cannot be read is an error naming its origin and field,
+//! or with `on_bad_record: skip` a counted skip.
+
+pub mod math401;
 
 use std::sync::Arc;
 
@@ -10,74 +19,99 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::StageContext;
 use crate::error::{Result, StageError};
-use crate::math::gsm8k;
+use crate::math::expr::Expr;
+use crate::math::format::Format;
+use crate::math::number::Rational;
+use crate::math::{answer, gsm8k, latex};
 use crate::records::{OnBadRecord, Skipped};
-use crate::schema::standard;
+use crate::schema::{TableSchema, standard};
 use crate::stage::{Accepts, Artifact, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
 use crate::table::Columns;
 
 pub struct MathParse;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Format {
-    /// Step-by-step prose with `<<a*b=c>>` annotations and a last line `#### N`.
-    #[default]
-    Gsm8k,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
+    /// The format of the records; its fields must be columns of the input (map them in
+    /// the source's `fields`): gsm8k `question`, `answer`; math `problem`, `solution`,
+    /// `level`, `type`; math401 `query`, `response`; math23k `original_text`, `equation`,
+    /// `ans`.
     pub format: Format,
-    /// The column holding the question.
-    pub question: String,
-    /// The column holding the solution.
-    pub solution: String,
-    /// The family every problem gets.
+    /// The family every problem gets; empty: the format's own (gsm8k: `gsm8k`; math: the
+    /// subject; math401: the kind of expression; math23k: the number of operations).
     pub family: String,
     pub on_bad_record: OnBadRecord,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params {
-            format: Format::Gsm8k,
-            question: "question".into(),
-            solution: "answer".into(),
-            family: "gsm8k".into(),
-            on_bad_record: OnBadRecord::Error,
-        }
+        Params { format: Format::Gsm8k, family: String::new(), on_bad_record: OnBadRecord::Error }
+    }
+}
+
+/// One problem, in the output's columns.
+struct Problem {
+    id: i64,
+    family: String,
+    question: String,
+    solution: String,
+    answer: String,
+    level: Option<String>,
+}
+
+/// What reading the records found, beyond the problems.
+#[derive(Default)]
+struct Counts {
+    annotated: usize,
+    annotations: usize,
+    verified: usize,
+    fully_verified: usize,
+    unreadable: usize,
+    unreadable_examples: Vec<String>,
+    equations_verified: usize,
+    equations_differ: Vec<String>,
+}
+
+fn schema(format: Format) -> &'static TableSchema {
+    match format {
+        Format::Math => standard::math_problems(),
+        _ => standard::problems(),
     }
 }
 
 impl Stage for MathParse {
     type Params = Params;
     const KIND: &'static str = "math.parse";
-    const VERSION: u32 = 1;
-    const ABOUT: &'static str = "question and GSM8K-format solution -> problems (final answer from #### N)";
+    const VERSION: u32 = 2;
+    const ABOUT: &'static str = "benchmark records (gsm8k, math, math401, math23k) -> problems with gold answers";
 
     fn inputs() -> &'static [InputDecl] {
         &[InputDecl {
             name: "data",
             accepts: Accepts::Table(&[("id", "int64")]),
-            about: "records with a question and a solution column",
+            about: "records with the format's fields as string columns",
             optional: false,
         }]
     }
 
     fn outputs(params: &Params, inputs: &InputArtifacts) -> Result<Vec<OutputDecl>> {
         if let Some(Artifact::Table(schema)) = inputs.get("data") {
-            for (path, column) in [("question", &params.question), ("solution", &params.solution)] {
+            for column in params.format.columns() {
                 if schema.column(column).is_none_or(|c| c.ty.data != DataType::Utf8) {
                     return Err(StageError::param(
-                        path,
-                        format!("the input table `{}` has no string column `{column}`", schema.name),
+                        "format",
+                        format!(
+                            "the {} format reads the string column `{column}`, which the input table `{}` lacks \
+                             (map it in the source's `fields`)",
+                            params.format.name(),
+                            schema.name
+                        ),
                     ));
                 }
             }
         }
-        Ok(vec![OutputDecl::table("problems", standard::problems())])
+        Ok(vec![OutputDecl::table("problems", schema(params.format))])
     }
 
     fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
@@ -86,92 +120,174 @@ impl Stage for MathParse {
         ctx.progress().start(input.num_rows()? as u64, "records");
         let mut writer = ctx.write_table("problems")?;
         let mut skipped = Skipped::default();
-        let (mut problems, mut annotated, mut annotations, mut verified, mut all_verified) = (0, 0, 0, 0, 0);
+        let mut counts = Counts::default();
+        let mut problems = 0;
         for batch in input.batches() {
             let batch = batch?;
             let cols = Columns::new(&batch);
-            let (ids, questions, solutions) =
-                (cols.i64s("id")?, cols.strings(&params.question)?, cols.strings(&params.solution)?);
+            let ids = cols.i64s("id")?;
+            let fields: Vec<&StringArray> =
+                params.format.columns().iter().map(|c| cols.strings(c)).collect::<Result<_>>()?;
             let mut keep = Vec::new();
             for i in 0..batch.num_rows() {
-                match gsm8k::parse(solutions.value(i)) {
-                    Ok(parsed) => {
-                        let ok = parsed.annotations.iter().filter(|a| a.verifies()).count();
-                        annotated += !parsed.annotations.is_empty() as usize;
-                        annotations += parsed.annotations.len();
-                        verified += ok;
-                        all_verified += (!parsed.annotations.is_empty() && ok == parsed.annotations.len()) as usize;
-                        keep.push((i, parsed.answer.value.to_decimal()));
-                    }
-                    Err(e) => skipped.bad(
+                let record: Vec<&str> = fields.iter().map(|f| f.value(i)).collect();
+                match problem(params, ids.value(i), &record, &mut counts) {
+                    Ok(p) => keep.push(p),
+                    Err((field, message)) => skipped.bad(
                         params.on_bad_record,
                         StageError::data(
                             format!("{origin}: id {}", ids.value(i)),
-                            format!("field `{}`: {e}", params.solution),
+                            format!("field `{field}`: {message}"),
                         ),
                     )?,
                 }
             }
             problems += keep.len();
-            let columns: Vec<ArrayRef> = vec![
-                Arc::new(Int64Array::from_iter_values(keep.iter().map(|&(i, _)| ids.value(i)))),
-                Arc::new(StringArray::from_iter_values(keep.iter().map(|_| params.family.as_str()))),
-                Arc::new(StringArray::from_iter_values(keep.iter().map(|&(i, _)| questions.value(i)))),
-                Arc::new(StringArray::from_iter_values(keep.iter().map(|&(i, _)| solutions.value(i)))),
-                Arc::new(StringArray::from_iter_values(keep.iter().map(|(_, a)| a.as_str()))),
+            let mut columns: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from_iter_values(keep.iter().map(|p| p.id))),
+                Arc::new(StringArray::from_iter_values(keep.iter().map(|p| &p.family))),
+                Arc::new(StringArray::from_iter_values(keep.iter().map(|p| &p.question))),
+                Arc::new(StringArray::from_iter_values(keep.iter().map(|p| &p.solution))),
+                Arc::new(StringArray::from_iter_values(keep.iter().map(|p| &p.answer))),
             ];
+            if params.format == Format::Math {
+                columns.push(Arc::new(StringArray::from_iter_values(
+                    keep.iter().map(|p| p.level.as_deref().unwrap_or_default()),
+                )));
+            }
             writer.write_columns(columns)?;
             ctx.progress().advance(batch.num_rows() as u64);
         }
         writer.finish()?;
-        Ok(StageReport::default()
+        let mut report = StageReport::default()
             .metric("problems", problems)
             .metric("skipped", skipped.count)
-            .metric("skipped_examples", &skipped.examples)
-            .metric("with_annotations", annotated)
-            .metric("annotations", annotations)
-            .metric("annotations_verified", verified)
-            .metric("fully_verified", all_verified)
-            .summary(format!(
-                "{problems} problems ({} skipped), {annotated} annotated, {verified} of {annotations} annotations verify",
-                skipped.count
-            )))
+            .metric("skipped_examples", &skipped.examples);
+        let detail = match params.format {
+            Format::Gsm8k => {
+                report = report
+                    .metric("with_annotations", counts.annotated)
+                    .metric("annotations", counts.annotations)
+                    .metric("annotations_verified", counts.verified)
+                    .metric("annotations_unreadable", counts.unreadable)
+                    .metric("unreadable_examples", &counts.unreadable_examples)
+                    .metric("fully_verified", counts.fully_verified);
+                format!(
+                    ", {} annotated, {} of {} annotations verify ({} unreadable)",
+                    counts.annotated, counts.verified, counts.annotations, counts.unreadable
+                )
+            }
+            Format::Math23k => {
+                report = report
+                    .metric("equations_verified", counts.equations_verified)
+                    .metric("equations_differ_examples", &counts.equations_differ);
+                format!(", {} of {problems} equations give their answer", counts.equations_verified)
+            }
+            Format::Math | Format::Math401 => String::new(),
+        };
+        Ok(report.summary(format!("{problems} problems ({} skipped){detail}", skipped.count)))
     }
+}
+
+/// One record (the format's fields, in order) as a problem, or the field at fault and why.
+fn problem(
+    params: &Params,
+    id: i64,
+    record: &[&str],
+    counts: &mut Counts,
+) -> std::result::Result<Problem, (&'static str, String)> {
+    let family = |own: &str| if params.family.is_empty() { own.to_string() } else { params.family.clone() };
+    match params.format {
+        Format::Gsm8k => {
+            let (question, solution) = (record[0], record[1]);
+            let parsed = gsm8k::parse(solution).map_err(|e| ("answer", e.to_string()))?;
+            let ok = parsed.annotations.iter().filter(|a| a.verifies()).count();
+            let all = parsed.annotations.len() + parsed.unreadable.len();
+            counts.annotated += (all > 0) as usize;
+            counts.annotations += all;
+            counts.verified += ok;
+            counts.fully_verified += (all > 0 && ok == all) as usize;
+            counts.unreadable += parsed.unreadable.len();
+            for text in &parsed.unreadable {
+                if counts.unreadable_examples.len() < 5 {
+                    counts.unreadable_examples.push(format!("id {id}: <<{text}>>"));
+                }
+            }
+            Ok(Problem {
+                id,
+                family: family("gsm8k"),
+                question: question.to_string(),
+                solution: solution.to_string(),
+                answer: parsed.answer.value.to_decimal(),
+                level: None,
+            })
+        }
+        Format::Math => {
+            let (problem, solution, level, subject) = (record[0], record[1], record[2], record[3]);
+            let answer = latex::last_boxed(solution).ok_or(("solution", "no `\\boxed{...}` answer".to_string()))?;
+            if answer.trim().is_empty() {
+                return Err(("solution", "the last `\\boxed{}` is empty".into()));
+            }
+            Ok(Problem {
+                id,
+                family: family(subject),
+                question: problem.to_string(),
+                solution: solution.to_string(),
+                answer,
+                level: Some(level.to_string()),
+            })
+        }
+        Format::Math401 => {
+            let (query, response) = (record[0], record[1].trim());
+            if answer::value(response).is_none() {
+                return Err(("response", format!("`{response}` is not a number")));
+            }
+            Ok(Problem {
+                id,
+                family: family(math401::family(query)),
+                question: query.to_string(),
+                solution: format!("{query}{response}\n#### {response}"),
+                answer: response.to_string(),
+                level: None,
+            })
+        }
+        Format::Math23k => {
+            let (text, equation, ans) = (record[0], record[1].trim(), record[2].trim());
+            let gold = answer::value(ans).ok_or(("ans", format!("`{ans}` is not a number, fraction or percentage")))?;
+            let expression = equation.strip_prefix("x=").or_else(|| equation.strip_prefix("X=")).unwrap_or(equation);
+            match Expr::parse(expression).and_then(|e| e.eval()) {
+                Some(v) if close(v, gold) => counts.equations_verified += 1,
+                other => {
+                    if counts.equations_differ.len() < 5 {
+                        let got = other.map_or("cannot be evaluated".to_string(), |v| format!("gives {v}"));
+                        counts.equations_differ.push(format!("id {id}: {equation} {got}, ans {ans}"));
+                    }
+                }
+            }
+            let operations = expression.chars().filter(|c| "+-*/^×÷".contains(*c)).count();
+            let own = match operations {
+                0 | 1 => "ops_1",
+                2 => "ops_2",
+                3 => "ops_3",
+                _ => "ops_4+",
+            };
+            Ok(Problem {
+                id,
+                family: family(own),
+                question: text.to_string(),
+                solution: format!("{equation}={ans}\n#### {ans}"),
+                answer: ans.to_string(),
+                level: None,
+            })
+        }
+    }
+}
+
+/// Within 1e-4, relative (Math23K's answers are rounded).
+fn close(a: Rational, b: Rational) -> bool {
+    let (a, b) = (a.to_f64(), b.to_f64());
+    (a - b).abs() <= 1e-4 * b.abs().max(1.0)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::records;
-    use crate::testing;
-
-    #[test]
-    fn solutions_give_final_answers_and_bad_ones_follow_the_policy() {
-        let dir = tempfile::tempdir().unwrap();
-        let fields =
-            [("question".to_string(), "q".to_string()), ("answer".to_string(), "a".to_string())].into_iter().collect();
-        let input = testing::write_table(
-            &dir.path().join("in"),
-            &records::schema(&fields),
-            vec![
-                Arc::new(Int64Array::from(vec![1, 2, 3])),
-                Arc::new(StringArray::from(vec!["Q1", "Q2", "Q3"])),
-                Arc::new(StringArray::from(vec!["2*3=<<2*3=6>>6\n#### 6", "no answer here", "<<1+1=3>>3\n#### 1,003"])),
-            ],
-        );
-        let err = testing::run::<MathParse>("", vec![("data", input.clone())], &dir.path().join("a"), 0).unwrap_err();
-        assert!(err.to_string().contains("id 2: field `answer`: no final answer"), "{err}");
-        let report =
-            testing::run::<MathParse>("{ on_bad_record: skip }", vec![("data", input)], &dir.path().join("b"), 0)
-                .unwrap();
-        assert_eq!(report.metrics["problems"], 2);
-        assert_eq!(
-            (report.metrics["annotations"].as_u64(), report.metrics["annotations_verified"].as_u64()),
-            (Some(2), Some(1))
-        );
-        let batches = testing::read(&dir.path().join("b/problems"));
-        let c = Columns::new(&batches[0]);
-        assert_eq!(c.strings("answer").unwrap().value(1), "1003");
-        assert_eq!(c.strings("family").unwrap().value(0), "gsm8k");
-    }
-}
+mod tests;

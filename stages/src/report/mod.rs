@@ -58,7 +58,16 @@ struct Curve {
 struct Scores {
     name: String,
     families: BTreeMap<String, (usize, usize)>,
+    /// Per difficulty level, where the problems have one (MATH).
+    levels: BTreeMap<String, (usize, usize)>,
     wrong: Vec<Wrong>,
+}
+
+impl Scores {
+    /// Correct and total over every problem.
+    fn overall(&self) -> (usize, usize) {
+        self.families.values().fold((0, 0), |(a, b), &(c, t)| (a + c, b + t))
+    }
 }
 
 /// A wrong answer, as the predictions table has it.
@@ -85,9 +94,9 @@ struct Packing {
 impl Stage for Report {
     type Params = Params;
     const KIND: &'static str = "report";
-    const VERSION: u32 = 3;
-    const ABOUT: &'static str =
-        "a self-contained HTML page: loss and learning rate, accuracy per family, token lengths, packing";
+    const VERSION: u32 = 4;
+    const ABOUT: &'static str = "a self-contained HTML page: loss and learning rate, evaluations side by side with \
+         accuracy per family and level, token lengths, packing";
 
     fn inputs() -> &'static [InputDecl] {
         &[
@@ -185,13 +194,24 @@ fn read_curve(ctx: &StageContext, name: &str) -> Result<Curve> {
 }
 
 fn read_scores(ctx: &StageContext, name: &str) -> Result<Scores> {
-    let mut scores = Scores { name: ctx.input(name)?.origin.clone(), families: BTreeMap::new(), wrong: Vec::new() };
+    let mut scores = Scores {
+        name: ctx.input(name)?.origin.clone(),
+        families: BTreeMap::new(),
+        levels: BTreeMap::new(),
+        wrong: Vec::new(),
+    };
     for batch in ctx.table(name)?.batches() {
         let batch = batch?;
         let c = Columns::new(&batch);
         let (ids, families, correct) = (c.i64s("id")?, c.strings("family")?, c.bools("correct")?);
         let (outputs, golds, extracted) = (c.strings("output")?, c.strings("gold")?, c.strings("extracted")?);
+        let levels = c.strings("level").ok();
         for r in 0..batch.num_rows() {
+            if let Some(level) = levels.filter(|l| arrow::array::Array::is_valid(*l, r)) {
+                let entry = scores.levels.entry(level.value(r).to_string()).or_default();
+                entry.0 += usize::from(correct.value(r));
+                entry.1 += 1;
+            }
             let family = families.value(r);
             let entry = scores.families.entry(family.to_string()).or_default();
             entry.0 += usize::from(correct.value(r));

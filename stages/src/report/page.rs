@@ -99,51 +99,71 @@ fn training(curves: &[Curve]) -> Result<String, String> {
     Ok(format!("<h2>Training</h2>\n{}{}", table(&header, &rows), figures(&[loss, lr])))
 }
 
+fn percent_cell((correct, total): (usize, usize)) -> String {
+    format!("{:.1}% ({correct}/{total})", 100.0 * correct as f64 / total.max(1) as f64)
+}
+
+/// Every evaluation side by side (one row each, one bar each), then accuracy per family
+/// for each set of evaluations of the same families (the same benchmark before and after
+/// a change shares a table and a chart; different benchmarks get their own), per level
+/// where the problems have levels, and the first wrong answers of each.
 fn evaluation(scores: &[Scores]) -> Result<String, String> {
-    let mut families: Vec<String> = scores.iter().flat_map(|s| s.families.keys().cloned()).collect();
-    families.sort();
-    families.dedup();
-    let width = 0.8 / scores.len() as f64;
-    let mut bars = Vec::new();
-    for (f, family) in families.iter().enumerate() {
-        for (s, score) in scores.iter().enumerate() {
-            if let Some(&(correct, total)) = score.families.get(family) {
-                let lo = f as f64 + 0.1 + s as f64 * width;
-                bars.push(Bar {
-                    lo,
-                    hi: lo + width * 0.92,
+    let mut out = String::from("<h2>Evaluation</h2>\n");
+    if scores.len() > 1 {
+        let rows: Vec<Vec<String>> =
+            scores.iter().map(|s| vec![s.name.clone(), s.overall().1.to_string(), percent_cell(s.overall())]).collect();
+        let header = ["evaluation", "problems", "accuracy"].map(String::from).to_vec();
+        let names: Vec<String> = scores.iter().map(|s| s.name.clone()).collect();
+        let bars: Vec<Bar> = scores
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let (correct, total) = s.overall();
+                Bar {
+                    lo: i as f64 + 0.15,
+                    hi: i as f64 + 0.85,
                     value: 100.0 * correct as f64 / total.max(1) as f64,
-                    series: s,
-                });
-            }
+                    series: 0,
+                }
+            })
+            .collect();
+        let chart = plot::bars(
+            Titles { title: "Accuracy of each evaluation", x: "", y: "accuracy (%)" },
+            (0.0, scores.len() as f64),
+            100.0,
+            &bars,
+            Some(&names),
+            &[],
+        )?;
+        out.push_str(&format!("{}{}", table(&header, &rows), figures(&[chart])));
+    }
+    let mut groups: Vec<(Vec<String>, Vec<&Scores>)> = Vec::new();
+    for score in scores {
+        let families: Vec<String> = score.families.keys().cloned().collect();
+        match groups.iter_mut().find(|(f, _)| *f == families) {
+            Some((_, members)) => members.push(score),
+            None => groups.push((families, vec![score])),
         }
     }
-    let legend: Vec<&str> = scores.iter().map(|s| s.name.as_str()).collect();
-    let chart = plot::bars(
-        Titles { title: "Accuracy per family", x: "", y: "exact match (%)" },
-        (0.0, families.len().max(1) as f64),
-        100.0,
-        &bars,
-        Some(&families),
-        &legend,
-    )?;
-    let mut header = vec!["family".to_string()];
-    header.extend(scores.iter().map(|s| s.name.clone()));
-    let cell = |(correct, total): (usize, usize)| {
-        format!("{:.1}% ({correct}/{total})", 100.0 * correct as f64 / total.max(1) as f64)
-    };
-    let mut rows: Vec<Vec<String>> = families
-        .iter()
-        .map(|f| {
-            let mut row = vec![f.clone()];
-            row.extend(scores.iter().map(|s| s.families.get(f).map_or("-".into(), |&c| cell(c))));
-            row
-        })
-        .collect();
-    let mut all = vec!["all".to_string()];
-    all.extend(scores.iter().map(|s| cell(s.families.values().fold((0, 0), |(a, b), &(c, t)| (a + c, b + t)))));
-    rows.push(all);
-    let mut out = format!("<h2>Evaluation</h2>\n{}{}", table(&header, &rows), figures(&[chart]));
+    for (families, members) in &groups {
+        out.push_str(&per_family(families, members)?);
+        let mut levels: Vec<String> = members.iter().flat_map(|s| s.levels.keys().cloned()).collect();
+        levels.sort();
+        levels.dedup();
+        if !levels.is_empty() {
+            let mut header = vec!["level".to_string()];
+            header.extend(members.iter().map(|s| s.name.clone()));
+            let rows: Vec<Vec<String>> = levels
+                .iter()
+                .map(|l| {
+                    let mut row = vec![l.clone()];
+                    row.extend(members.iter().map(|s| s.levels.get(l).map_or("-".into(), |&c| percent_cell(c))));
+                    row
+                })
+                .collect();
+            out.push_str(&table(&header, &rows));
+        }
+    }
     for score in scores.iter().filter(|s| !s.wrong.is_empty()) {
         out.push_str(&format!(
             "<h3>Wrong answers of {} (the first {} of each family)</h3>\n",
@@ -165,6 +185,49 @@ fn evaluation(scores: &[Scores]) -> Result<String, String> {
         out.push_str(&table(&header, &rows).replace("<td>", "<td class=\"text\">"));
     }
     Ok(out)
+}
+
+/// A table and a grouped bar chart of accuracy per family, one column and one series per
+/// evaluation.
+fn per_family(families: &[String], scores: &[&Scores]) -> Result<String, String> {
+    let width = 0.8 / scores.len() as f64;
+    let mut bars = Vec::new();
+    for (f, family) in families.iter().enumerate() {
+        for (s, score) in scores.iter().enumerate() {
+            if let Some(&(correct, total)) = score.families.get(family) {
+                let lo = f as f64 + 0.1 + s as f64 * width;
+                bars.push(Bar {
+                    lo,
+                    hi: lo + width * 0.92,
+                    value: 100.0 * correct as f64 / total.max(1) as f64,
+                    series: s,
+                });
+            }
+        }
+    }
+    let legend: Vec<&str> = scores.iter().map(|s| s.name.as_str()).collect();
+    let chart = plot::bars(
+        Titles { title: "Accuracy per family", x: "", y: "exact match (%)" },
+        (0.0, families.len().max(1) as f64),
+        100.0,
+        &bars,
+        Some(families),
+        &legend,
+    )?;
+    let mut header = vec!["family".to_string()];
+    header.extend(scores.iter().map(|s| s.name.clone()));
+    let mut rows: Vec<Vec<String>> = families
+        .iter()
+        .map(|f| {
+            let mut row = vec![f.clone()];
+            row.extend(scores.iter().map(|s| s.families.get(f).map_or("-".into(), |&c| percent_cell(c))));
+            row
+        })
+        .collect();
+    let mut all = vec!["all".to_string()];
+    all.extend(scores.iter().map(|s| percent_cell(s.overall())));
+    rows.push(all);
+    Ok(format!("{}{}", table(&header, &rows), figures(&[chart])))
 }
 
 fn token_lengths(lengths: &[i32], bins: usize) -> Result<String, String> {

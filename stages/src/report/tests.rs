@@ -29,21 +29,28 @@ fn training(dir: &Path, steps: usize) -> Slot {
 
 /// Predictions: `add` right 2 of 3 times, `mul` 1 of 1.
 fn predictions(dir: &Path) -> Slot {
-    let rows = [("add", true), ("add", false), ("mul", true), ("add", true)];
-    let text = |f: fn(usize) -> String| -> ArrayRef { Arc::new(StringArray::from_iter_values((0..rows.len()).map(f))) };
+    benchmark(dir, &[("add", None, true), ("add", None, false), ("mul", None, true), ("add", None, true)])
+}
+
+/// Predictions of (family, level, correct) rows.
+fn benchmark(dir: &Path, rows: &[(&str, Option<&str>, bool)]) -> Slot {
+    let text =
+        |f: &dyn Fn(usize) -> String| -> ArrayRef { Arc::new(StringArray::from_iter_values((0..rows.len()).map(f))) };
+    let extracted: Vec<Option<String>> = (0..rows.len()).map(|i| (i != 1).then(|| i.to_string())).collect();
     testing::write_table(
         dir,
         standard::predictions(),
         vec![
             Arc::new(Int64Array::from_iter_values(0..rows.len() as i64)),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
-            text(|i| format!("prompt {i}")),
-            text(|i| format!("#### {i}")),
-            Arc::new(StringArray::from(vec![Some("1"), None, Some("3"), Some("4")])),
-            Arc::new(StringArray::from(vec![Some("1"), None, Some("3"), Some("4")])),
-            text(|i| i.to_string()),
-            Arc::new(BooleanArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
-            Arc::new(BooleanArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+            text(&|i| format!("prompt {i}")),
+            text(&|i| format!("#### {i}")),
+            Arc::new(StringArray::from(extracted.clone())),
+            Arc::new(StringArray::from(extracted)),
+            text(&|i| i.to_string()),
+            Arc::new(BooleanArray::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+            Arc::new(BooleanArray::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
         ],
     )
 }
@@ -133,6 +140,40 @@ fn the_page_has_every_section_with_its_numbers_and_needs_no_network() {
 fn the_page_is_the_same_bytes_every_time() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(report(dir.path(), "a"), report(dir.path(), "b"));
+}
+
+/// Four benchmarks of one model: a row and a bar each, side by side; each its own
+/// families; MATH's levels.
+#[test]
+fn benchmarks_are_shown_side_by_side_with_their_families_and_levels() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let inputs = vec![
+        ("eval_gsm8k", benchmark(&d.join("g"), &[("gsm8k", None, true), ("gsm8k", None, false)])),
+        (
+            "eval_math",
+            benchmark(
+                &d.join("m"),
+                &[
+                    ("Algebra", Some("Level 1"), true),
+                    ("Algebra", Some("Level 5"), false),
+                    ("Geometry", Some("Level 1"), true),
+                ],
+            ),
+        ),
+        ("eval_math401", benchmark(&d.join("a"), &[("power", None, true)])),
+        ("eval_math23k", benchmark(&d.join("c"), &[("ops_1", None, false), ("ops_2", None, false)])),
+    ];
+    testing::run::<Report>("", inputs, &d.join("out"), 0).unwrap();
+    let html = std::fs::read_to_string(d.join("out/report").join(REPORT_FILE)).unwrap();
+    let summary = html.split_once("<h2>Evaluation</h2>").unwrap().1.split("</table>").next().unwrap();
+    assert_eq!(summary.matches("<tr>").count(), 5, "a header and one row per benchmark: {summary}");
+    assert!(summary.contains("<td>3</td><td>66.7% (2/3)</td>") && summary.contains("<td>0.0% (0/2)</td>"), "{summary}");
+    assert!(html.contains("Accuracy of each evaluation"));
+    // one families table per benchmark: their families differ
+    assert_eq!(html.matches("<th>family</th>").count() - html.matches("<h3>Wrong").count(), 4);
+    assert!(html.contains("<tr><td>Level 5</td><td>0.0% (0/1)</td></tr>"), "{html}");
+    assert!(html.contains("<tr><td>Level 1</td><td>100.0% (2/2)</td></tr>"), "{html}");
 }
 
 #[test]

@@ -7,7 +7,6 @@ use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, StringArray};
-use indexmap::IndexMap;
 
 use crate::context::StageContext;
 use crate::error::{Result, StageError};
@@ -67,7 +66,8 @@ impl Stage for SourceJsonl {
                 break;
             }
             let origin = format!("{}: line {number}", params.path);
-            match record(&line, &params.fields) {
+            let value = serde_json::from_str(&line).map_err(|e| format!("invalid JSON: {e}"));
+            match value.and_then(|v| crate::records::mapped_fields(&v, &params.fields)) {
                 Ok(values) => {
                     ids.push(number as i64);
                     for (column, value) in columns.iter_mut().zip(values) {
@@ -86,35 +86,6 @@ impl Stage for SourceJsonl {
         }
         writer.finish()?;
         Ok(skipped.report(read))
-    }
-}
-
-/// The mapped fields of one line, or why the line is malformed.
-fn record(line: &str, fields: &IndexMap<String, String>) -> std::result::Result<Vec<String>, String> {
-    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
-    if !value.is_object() {
-        return Err("expected a JSON object".into());
-    }
-    fields
-        .values()
-        .map(|field| {
-            let found = field.split('.').try_fold(&value, |v, key| v.get(key));
-            match found {
-                Some(serde_json::Value::String(s)) => Ok(s.clone()),
-                Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
-                Some(serde_json::Value::Bool(b)) => Ok(b.to_string()),
-                Some(serde_json::Value::Null) | None => Err(format!("no field `{field}`")),
-                Some(other) => Err(format!("field `{field}`: expected a string, got {}", kind(other))),
-            }
-        })
-        .collect()
-}
-
-fn kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-        _ => "a value",
     }
 }
 

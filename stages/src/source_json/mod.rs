@@ -1,0 +1,201 @@
+//! `source.json`: records from JSON that is not one object per line: a file holding an
+//! array of objects, a file of objects written one after another (pretty-printed over
+//! several lines each, as Math23K's file is; JSON Lines is the one-line case), or a
+//! folder of `.json` files with one object each (MATH's layout, `test/algebra/1.json`),
+//! read in path order. Fields are mapped as `source.jsonl` maps them.
+//!
+//! The file is read whole (a folder file by file). A record that does not fit the mapping
+//! is an error naming the file and the line it starts on, or with `on_bad_record: skip` a
+//! counted skip; text that is not JSON is always an error, since no record after it can
+//! be found with certainty.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, StringArray};
+use serde_json::Value;
+
+use crate::context::StageContext;
+use crate::error::{Result, StageError};
+use crate::records::{Skipped, SourceParams, mapped_fields};
+use crate::stage::{ExternalFile, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
+
+pub struct SourceJson;
+
+pub type Params = SourceParams;
+
+/// One JSON value of a file, and the line it starts on (from 1).
+#[derive(Debug)]
+pub struct Located {
+    pub value: Value,
+    pub line: usize,
+}
+
+/// The values of a JSON text: the elements of a top-level array, or every value of a
+/// sequence of values separated by whitespace. `Err` names the line and column of the
+/// first text that is not JSON.
+pub fn values(text: &str) -> std::result::Result<Vec<Located>, String> {
+    let line_of = |offset: usize| text[..offset].bytes().filter(|&b| b == b'\n').count() + 1;
+    let skip_space = |at: usize| at + text[at..].len() - text[at..].trim_start().len();
+    let error_at = |offset: usize, e: serde_json::Error| {
+        let (line, column) = (
+            line_of(offset) + e.line() - 1,
+            if e.line() == 1 { offset - line_start(text, offset) + e.column() } else { e.column() },
+        );
+        format!("line {line}, column {column}: not JSON: {e}")
+    };
+    let mut out = Vec::new();
+    let mut at = skip_space(0);
+    let array = text[at..].starts_with('[');
+    if array {
+        at = skip_space(at + 1);
+        if text[at..].starts_with(']') {
+            return Ok(out);
+        }
+    }
+    while at < text.len() {
+        let mut stream = serde_json::Deserializer::from_str(&text[at..]).into_iter::<Value>();
+        match stream.next() {
+            Some(Ok(value)) => out.push(Located { value, line: line_of(at) }),
+            Some(Err(e)) => return Err(error_at(at, e)),
+            None => break,
+        }
+        at = skip_space(at + stream.byte_offset());
+        if array {
+            match text[at..].chars().next() {
+                Some(',') => at = skip_space(at + 1),
+                Some(']') => {
+                    at = skip_space(at + 1);
+                    if at < text.len() {
+                        return Err(format!("line {}: text after the closing `]`", line_of(at)));
+                    }
+                    return Ok(out);
+                }
+                _ => return Err(format!("line {}: expected `,` or `]` after an array element", line_of(at))),
+            }
+        }
+    }
+    if array {
+        return Err(format!("line {}: the array is not closed with `]`", line_of(text.len())));
+    }
+    Ok(out)
+}
+
+fn line_start(text: &str, offset: usize) -> usize {
+    text[..offset].rfind('\n').map_or(0, |i| i + 1)
+}
+
+/// The `.json` files under a folder, in path order.
+fn json_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<std::io::Result<_>>()?;
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            out.extend(json_files(&path)?);
+        } else if path.extension().is_some_and(|e| e == "json") {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+impl Stage for SourceJson {
+    type Params = Params;
+    const KIND: &'static str = "source.json";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str =
+        "records from a JSON array, objects written one after another, or a folder of .json files";
+
+    fn inputs() -> &'static [InputDecl] {
+        &[]
+    }
+
+    fn check(params: &Params) -> Result<()> {
+        params.check()
+    }
+
+    fn outputs(params: &Params, _: &InputArtifacts) -> Result<Vec<OutputDecl>> {
+        Ok(params.outputs())
+    }
+
+    fn external_files(params: &Params) -> Vec<ExternalFile> {
+        params.external_files()
+    }
+
+    fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
+        let root = Path::new(&params.path);
+        let files = if root.is_dir() {
+            json_files(root).map_err(|e| StageError::io(root, e))?
+        } else {
+            vec![root.to_path_buf()]
+        };
+        ctx.progress().start(files.len() as u64, "files");
+        let mut writer = ctx.write_table("records")?;
+        let mut skipped = Skipped::default();
+        let mut ids: Vec<i64> = Vec::new();
+        let mut columns: Vec<Vec<String>> = vec![Vec::new(); params.fields.len()];
+        let mut read = 0u64;
+        let mut number = 0i64;
+        'files: for file in &files {
+            let text = std::fs::read_to_string(file).map_err(|e| StageError::io(file, e))?;
+            let shown = file.display().to_string();
+            let located = values(&text).map_err(|e| StageError::data(&shown, e))?;
+            for record in located {
+                if params.limit > 0 && read == params.limit {
+                    break 'files;
+                }
+                number += 1;
+                let origin = if root.is_dir() { shown.clone() } else { format!("{shown}: line {}", record.line) };
+                match mapped_fields(&record.value, &params.fields) {
+                    Ok(values) => {
+                        ids.push(number);
+                        for (column, value) in columns.iter_mut().zip(values) {
+                            column.push(value);
+                        }
+                        read += 1;
+                    }
+                    Err(message) => skipped.bad(params.on_bad_record, StageError::data(origin, message))?,
+                }
+            }
+            ctx.progress().advance(1);
+        }
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(ids))];
+        arrays.extend(columns.into_iter().map(|c| Arc::new(StringArray::from(c)) as ArrayRef));
+        writer.write_columns(arrays)?;
+        writer.finish()?;
+        Ok(skipped.report(read))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(values: &[Located]) -> Vec<usize> {
+        values.iter().map(|v| v.line).collect()
+    }
+
+    #[test]
+    fn arrays_streams_and_pretty_printed_objects_are_read_with_their_lines() {
+        let stream = "{\n    \"id\":\"1\",\n    \"ans\":\"3\"\n}\n{\n    \"id\":\"2\",\n    \"ans\":\"80%\"\n}\n";
+        let v = values(stream).unwrap();
+        assert_eq!(lines(&v), [1, 5]);
+        assert_eq!(v[1].value["ans"], "80%");
+        let array = "[\n  {\"a\": 1},\n  {\"a\": 2}\n]\n";
+        assert_eq!(lines(&values(array).unwrap()), [2, 3]);
+        assert_eq!(lines(&values("{\"a\":1}\n{\"a\":2}\n").unwrap()), [1, 2]);
+        assert!(values("[]").unwrap().is_empty() && values("  \n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn text_that_is_not_json_is_located() {
+        let err = values("{\"a\": 1}\n{\"a\": 2,,}\n").unwrap_err();
+        assert!(err.starts_with("line 2, column"), "{err}");
+        let err = values("[{\"a\": 1} {\"a\": 2}]").unwrap_err();
+        assert!(err.contains("expected `,` or `]`"), "{err}");
+        let err = values("[{\"a\": 1},").unwrap_err();
+        assert!(err.contains("not closed") || err.contains("not JSON"), "{err}");
+    }
+}
