@@ -207,6 +207,9 @@ impl Store {
     /// large unchanged data files.
     pub fn file_digest(&self, path: &Path) -> io::Result<String> {
         let meta = fs::metadata(path)?;
+        if meta.is_dir() {
+            return self.folder_digest(path);
+        }
         let modified_ns = meta.modified()?.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let absolute = fs::canonicalize(path)?;
         let record = self
@@ -232,6 +235,31 @@ impl Store {
             }
         }
         Ok(digest)
+    }
+}
+
+impl Store {
+    /// The digest of a folder: of each file's path inside it and content digest, in path
+    /// order (so a renamed, added or removed file changes it, as an edited one does).
+    fn folder_digest(&self, dir: &Path) -> io::Result<String> {
+        let mut files = Vec::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(folder) = pending.pop() {
+            for entry in fs::read_dir(&folder)? {
+                let path = entry?.path();
+                if path.is_dir() { pending.push(path) } else { files.push(path) }
+            }
+        }
+        files.sort();
+        let mut hasher = blake3::Hasher::new();
+        for file in files {
+            let relative = file.strip_prefix(dir).unwrap_or(&file);
+            hasher.update(relative.to_string_lossy().as_bytes());
+            hasher.update(b"\0");
+            hasher.update(self.file_digest(&file)?.as_bytes());
+            hasher.update(b"\n");
+        }
+        Ok(hasher.finalize().to_hex()[..32].to_string())
     }
 }
 
@@ -306,6 +334,29 @@ mod tests {
             duration_s: 0.0,
             kiln_version: "0".into(),
         }
+    }
+
+    /// A folder source (`source.json` over MATH's `test/<subject>/<n>.json`) is keyed by
+    /// every file's path and content.
+    #[test]
+    fn a_folder_digest_follows_its_files_names_and_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join(".kiln"));
+        let data = dir.path().join("test");
+        fs::create_dir_all(data.join("algebra")).unwrap();
+        fs::write(data.join("algebra/1.json"), "{}").unwrap();
+        fs::write(data.join("algebra/2.json"), "[]").unwrap();
+        let first = store.file_digest(&data).unwrap();
+        assert_eq!(store.file_digest(&data).unwrap(), first, "stable");
+        fs::write(data.join("algebra/2.json"), "[1]").unwrap();
+        let edited = store.file_digest(&data).unwrap();
+        assert_ne!(edited, first);
+        fs::rename(data.join("algebra/2.json"), data.join("algebra/3.json")).unwrap();
+        let renamed = store.file_digest(&data).unwrap();
+        assert_ne!(renamed, edited);
+        fs::create_dir_all(data.join("geometry")).unwrap();
+        fs::write(data.join("geometry/1.json"), "{}").unwrap();
+        assert_ne!(store.file_digest(&data).unwrap(), renamed);
     }
 
     #[test]

@@ -231,7 +231,7 @@ fn plan_stage(
             return None;
         }
     };
-    let missing: Vec<_> = configured.external_files().into_iter().filter(|f| !f.path.is_file()).collect();
+    let missing: Vec<_> = configured.external_files().into_iter().filter(|f| !f.path.exists()).collect();
     for file in &missing {
         let message = format!("no file `{}` (relative paths are from the current directory)", file.path.display());
         errors.push(param_error(stage, StageError::param(&file.param, message)));

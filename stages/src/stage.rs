@@ -198,6 +198,7 @@ pub trait Stage: Send + Sync + 'static {
 pub struct ExternalFile {
     /// The parameter naming it, as a dotted path under `with`.
     pub param: String,
+    /// A file, or a folder whose files are all read (`source.json`).
     pub path: std::path::PathBuf,
 }
 

@@ -1,6 +1,7 @@
 //! kiln's integration tests: one binary, one module per area. They run the `kiln`
 //! binary as a user does, in a fresh working directory each.
 
+mod benchmarks;
 mod cli;
 mod conformance;
 mod debugging;

@@ -48,6 +48,29 @@ fn training_rows_overlapping_the_test_set_are_dropped() {
     assert_eq!(cells[..4], ["1", "eval", "4", "baker"], "{shown}");
 }
 
+/// A pipeline run with `--set ...path=` is queried and inspected without typing them
+/// again: the newest run's overrides are taken, and the command says so.
+#[test]
+fn query_and_inspect_take_the_overrides_of_the_last_run() {
+    let work = Workdir::new();
+    let args = sets("tests/fixtures/gsm8k-train.jsonl", "tests/fixtures/gsm8k-test.jsonl");
+    let mut cmd = vec!["run", GSM8K, "--until", "train_problems"];
+    cmd.extend(args.iter().map(String::as_str));
+    work.ok(&cmd);
+    let run = work.last_manifest()["id"].as_str().unwrap().to_string();
+    let out = work.kiln(&["query", GSM8K, "SELECT count(*) AS n FROM train_problems"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("16"));
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(note.contains(&format!("with the overrides of run {run}")), "{note}");
+    assert!(note.contains("--set train_source.with.path=tests/fixtures/gsm8k-train.jsonl"), "{note}");
+    let shown = work.ok(&["inspect", GSM8K, "train_problems", "--rows", "1"]);
+    assert!(shown.contains("output problems: table `problems`, 16 rows"), "{shown}");
+    // Given overrides are used as given: the default path does not exist.
+    let out = work.kiln(&["query", GSM8K, "SELECT 1", "--set", "seed=7"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn a_missing_file_is_a_plan_error_at_its_parameter() {
     let work = Workdir::new();
