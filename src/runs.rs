@@ -45,7 +45,11 @@ pub enum RunStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PipelineRecord {
     pub name: String,
+    /// The file as the command line named it.
     pub path: String,
+    /// The same file as an absolute path, however it was named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// blake3 of the resolved text.
     pub digest: String,
     /// The pipeline after `extends:` and overrides: exactly what ran.
@@ -163,7 +167,11 @@ pub fn latest_overrides(runs_dir: &Path, pipeline: &Path) -> Option<(String, Vec
     let wanted = fs::canonicalize(pipeline).ok()?;
     list(runs_dir).into_iter().take(RECENT).find_map(|id| {
         let manifest = Manifest::load(runs_dir, &id).ok()?;
-        let same = fs::canonicalize(&manifest.pipeline.path).is_ok_and(|p| p == wanted);
+        let recorded = match &manifest.pipeline.file {
+            Some(file) => PathBuf::from(file),
+            None => fs::canonicalize(&manifest.pipeline.path).ok()?,
+        };
+        let same = recorded == wanted;
         same.then_some((manifest.id, manifest.overrides))
     })
 }

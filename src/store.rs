@@ -242,15 +242,7 @@ impl Store {
     /// The digest of a folder: of each file's path inside it and content digest, in path
     /// order (so a renamed, added or removed file changes it, as an edited one does).
     fn folder_digest(&self, dir: &Path) -> io::Result<String> {
-        let mut files = Vec::new();
-        let mut pending = vec![dir.to_path_buf()];
-        while let Some(folder) = pending.pop() {
-            for entry in fs::read_dir(&folder)? {
-                let path = entry?.path();
-                if path.is_dir() { pending.push(path) } else { files.push(path) }
-            }
-        }
-        files.sort();
+        let files = kiln_stages::records::files_under(dir)?;
         let mut hasher = blake3::Hasher::new();
         for file in files {
             let relative = file.strip_prefix(dir).unwrap_or(&file);

@@ -395,6 +395,7 @@ fn empty_manifest(plan: &Plan, selection: &Selection) -> Manifest {
         pipeline: PipelineRecord {
             name: plan.spec.name.clone(),
             path: plan.spec.path.display().to_string(),
+            file: std::fs::canonicalize(&plan.spec.path).ok().map(|p| p.display().to_string()),
             digest: blake3::hash(resolved.as_bytes()).to_hex()[..32].to_string(),
             resolved,
         },

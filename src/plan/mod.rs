@@ -231,9 +231,19 @@ fn plan_stage(
             return None;
         }
     };
-    let missing: Vec<_> = configured.external_files().into_iter().filter(|f| !f.path.exists()).collect();
+    let missing: Vec<_> = configured
+        .external_files()
+        .into_iter()
+        .filter(|f| !(f.path.is_file() || (f.folder && f.path.is_dir())))
+        .collect();
     for file in &missing {
-        let message = format!("no file `{}` (relative paths are from the current directory)", file.path.display());
+        let shown = file.path.display();
+        let message = if file.path.is_dir() {
+            format!("`{shown}` is a folder; this kind reads one file")
+        } else {
+            let what = if file.folder { "file or folder" } else { "file" };
+            format!("no {what} `{shown}` (relative paths are from the current directory)")
+        };
         errors.push(param_error(stage, StageError::param(&file.param, message)));
     }
     if !missing.is_empty() {

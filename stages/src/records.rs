@@ -37,7 +37,7 @@ impl SourceParams {
 
     /// The file, whose content digest is part of the key.
     pub fn external_files(&self) -> Vec<ExternalFile> {
-        vec![ExternalFile { param: "path".into(), path: self.path.clone().into() }]
+        vec![ExternalFile { param: "path".into(), path: self.path.clone().into(), folder: false }]
     }
 }
 
@@ -140,4 +140,17 @@ pub fn mapped_fields(
             }
         })
         .collect()
+}
+/// Every file under a folder, its subfolders' included, in path order.
+pub fn files_under(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder)? {
+            let path = entry?.path();
+            if path.is_dir() { pending.push(path) } else { files.push(path) }
+        }
+    }
+    files.sort();
+    Ok(files)
 }

@@ -198,8 +198,9 @@ pub trait Stage: Send + Sync + 'static {
 pub struct ExternalFile {
     /// The parameter naming it, as a dotted path under `with`.
     pub param: String,
-    /// A file, or a folder whose files are all read (`source.json`).
     pub path: std::path::PathBuf,
+    /// Whether a folder is accepted too (all its files are read: `source.json`).
+    pub folder: bool,
 }
 
 /// The object-safe face of a stage kind, held by the registry.

@@ -60,7 +60,8 @@ fn query_and_inspect_take_the_overrides_of_the_last_run() {
     let run = work.last_manifest()["id"].as_str().unwrap().to_string();
     let out = work.kiln(&["query", GSM8K, "SELECT count(*) AS n FROM train_problems"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("16"));
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(shown.lines().take(2).collect::<Vec<_>>(), ["n", "16"], "{shown}");
     let note = String::from_utf8_lossy(&out.stderr);
     assert!(note.contains(&format!("with the overrides of run {run}")), "{note}");
     assert!(note.contains("--set train_source.with.path=tests/fixtures/gsm8k-train.jsonl"), "{note}");

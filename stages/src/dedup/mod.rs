@@ -224,17 +224,21 @@ pub fn ids_and_texts(batches: &[RecordBatch], columns: &[String]) -> Result<(Vec
     Ok((ids, texts))
 }
 
-/// A key per row of a group column: rows of equal value have equal keys.
+/// A key per row of a group column: rows of equal value have equal keys; a row whose
+/// value is null is a group of its own.
 pub fn group_keys(batches: &[RecordBatch], column: &str) -> Result<Vec<u64>> {
     let mut keys = Vec::new();
     for batch in batches {
         let cols = Columns::new(batch);
-        match cols.i64s(column) {
-            Ok(values) => keys.extend(values.iter().map(|v| v.unwrap_or(i64::MIN) as u64)),
+        let hashed: Vec<Option<u64>> = match cols.i64s(column) {
+            Ok(values) => values.iter().map(|v| v.map(|v| xxhash_rust::xxh3::xxh3_64(&v.to_le_bytes()))).collect(),
             Err(_) => {
-                let values = cols.strings(column)?;
-                keys.extend(values.iter().map(|v| xxhash_rust::xxh3::xxh3_64(v.unwrap_or("").as_bytes())));
+                cols.strings(column)?.iter().map(|v| v.map(|v| xxhash_rust::xxh3::xxh3_64(v.as_bytes()))).collect()
             }
+        };
+        for key in hashed {
+            let row = keys.len() as u64;
+            keys.push(key.unwrap_or(u64::MAX - row));
         }
     }
     Ok(keys)

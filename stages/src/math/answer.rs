@@ -38,7 +38,7 @@ pub fn value(text: &str) -> Option<Rational> {
 
 /// An answer-like token: a mixed number, a fraction, a decimal, each perhaps signed and
 /// a percentage.
-const NUMBER: &str = r"-?\$?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:\(\d+/\d+\)|/\d+(?:\.\d+)?)?%?";
+const NUMBER: &str = r"-?\$?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:\(\d+/\d+\)|/\d+(?:\.\d+)?)?%?";
 
 static LAST: LazyLock<Regex> = LazyLock::new(|| Regex::new(NUMBER).expect("valid"));
 
@@ -55,14 +55,17 @@ pub fn after_marker(output: &str) -> Option<String> {
     MARKED.captures(output).map(|c| c[1].to_string())
 }
 
+/// Whether two values are equal within a relative tolerance or an absolute one.
+pub fn close(a: Rational, b: Rational, relative: f64, absolute: f64) -> bool {
+    let (x, y) = (a.to_f64(), b.to_f64());
+    (x - y).abs() <= (relative * y.abs()).max(absolute)
+}
+
 /// Whether two answers are equal within a relative tolerance (and an absolute one, for
 /// answers near zero); text equality where either is not a number.
 pub fn same(a: &str, b: &str, relative: f64, absolute: f64) -> bool {
     match (value(a), value(b)) {
-        (Some(x), Some(y)) => {
-            let (x, y) = (x.to_f64(), y.to_f64());
-            (x - y).abs() <= (relative * y.abs()).max(absolute)
-        }
+        (Some(x), Some(y)) => close(x, y, relative, absolute),
         _ => a.trim() == b.trim(),
     }
 }
@@ -102,13 +105,16 @@ mod tests {
         assert_eq!(after_marker("x=5\n#### 3/4").as_deref(), Some("3/4"));
         assert_eq!(after_marker("The answer is 12.").as_deref(), Some("12"));
         assert_eq!(after_marker("所以答案是80%。").as_deref(), Some("80%"));
+        assert_eq!(after_marker("The answer is 12, so we stop.").as_deref(), Some("12"), "a comma after it");
+        assert_eq!(last("we get 1,200, then 12, done").as_deref(), Some("12"));
     }
 
     #[test]
     fn answers_compare_within_tolerance() {
         assert!(same("1.1475", "1.1475409", 1e-3, 1e-4));
         assert!(!same("1.2", "1.1475", 1e-3, 1e-4));
-        assert!(same("0.8", "80%", 1e-4, 1e-4));
+        assert!(same("0.8", "80%", 0.0, 1e-4));
+        assert!(!same("20001", "20000", 0.0, 1e-4), "Math23K's tolerance is absolute");
         assert!(same("0.0001", "0.0000", 1e-3, 1e-4));
         assert!(!same("0.01", "0", 1e-3, 1e-4));
     }

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{answer, latex};
 
+/// Math23K's harnesses (GTS, Graph2Tree) count an answer right within 1e-4, absolute.
+pub const MATH23K_TOLERANCE: f64 = 1e-4;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
@@ -20,7 +23,7 @@ pub enum Format {
     /// relative tolerance 1e-3.
     Math401,
     /// Math23K: `original_text`, `equation` (`x=...`), `ans` (a number, a fraction or a
-    /// percentage); the answer after `####` or the last number, tolerance 1e-4.
+    /// percentage); the answer after `####` or the last number, within 1e-4.
     Math23k,
 }
 
@@ -78,7 +81,7 @@ impl Format {
             // The responses are rounded to four places: half a unit of the fourth is the
             // floor of the tolerance.
             Format::Math401 => answer::same(extracted, gold, 1e-3, 5e-5),
-            Format::Math23k => answer::same(extracted, gold, 1e-4, 1e-4),
+            Format::Math23k => answer::same(extracted, gold, 0.0, MATH23K_TOLERANCE),
         }
     }
 }
@@ -136,5 +139,6 @@ mod tests {
         assert!(!Format::Math401.same("1.15", "1.1475"));
         assert_eq!(Format::Math23k.extract("x=1-20%=80%\n#### 80%").as_deref(), Some("80%"));
         assert!(Format::Math23k.same("0.8", "80%") && !Format::Math23k.same("0.81", "80%"));
+        assert!(!Format::Math23k.same("20001", "20000"));
     }
 }

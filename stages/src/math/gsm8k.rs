@@ -53,8 +53,7 @@ pub fn written_as(value: Rational, written: &Expr) -> bool {
     let literal = &written.literals[0];
     let scaled = if literal.percent { value.checked_mul(Rational::int(100)) } else { Some(value) };
     let negative = shown.is_negative();
-    let Some(scaled) = scaled.map(|s| if negative { Rational::int(0).checked_sub(s).expect("negation") } else { s })
-    else {
+    let Some(scaled) = scaled.map(|s| if negative { -s } else { s }) else {
         return false;
     };
     scaled.matches(&literal.written.text)
@@ -95,7 +94,7 @@ pub fn final_answer(solution: &str) -> Option<Written> {
         return None;
     }
     let negative = between.contains('-');
-    let value = if negative { Rational::int(0).checked_sub(n.value)? } else { n.value };
+    let value = if negative { -n.value } else { n.value };
     Some(Written { start: after + n.start, end: after + n.end, text: n.text, value })
 }
 

@@ -109,7 +109,7 @@ pub fn normalize(answer: &str) -> String {
     }
     // `k = 5`, `x=5`: the value (a name of at most two characters before one `=`).
     let sides: Vec<&str> = s.split('=').collect();
-    if sides.len() == 2 && sides[0].len() <= 2 {
+    if sides.len() == 2 && sides[0].chars().count() <= 2 {
         s = sides[1].to_string();
     }
     s = fix_sqrt(&s);
@@ -136,12 +136,12 @@ pub fn plain_number(normalized: &str) -> Option<Rational> {
     } else {
         plain_decimal(s)?
     };
-    if negative { Rational::int(0).checked_sub(value) } else { Some(value) }
+    Some(if negative { -value } else { value })
 }
 
 fn signed(s: &str) -> Option<Rational> {
     match s.strip_prefix('-') {
-        Some(rest) => Rational::int(0).checked_sub(plain_decimal(rest)?),
+        Some(rest) => Some(-plain_decimal(rest)?),
         None => plain_decimal(s),
     }
 }
@@ -164,13 +164,14 @@ fn plain_decimal(s: &str) -> Option<Rational> {
 }
 
 /// Whether two MATH answers are the same: equal after normalization, or both plain
-/// numbers of equal value.
+/// numbers of equal value (a list, `100, 200`, is not the number 100,200).
 pub fn equivalent(a: &str, b: &str) -> bool {
     let (na, nb) = (normalize(a), normalize(b));
     if na == nb {
         return true;
     }
-    matches!((plain_number(&na), plain_number(&nb)), (Some(x), Some(y)) if x == y)
+    let list = |raw: &str| raw.contains(", ");
+    !list(a) && !list(b) && matches!((plain_number(&na), plain_number(&nb)), (Some(x), Some(y)) if x == y)
 }
 
 #[cfg(test)]
@@ -225,6 +226,7 @@ mod tests {
             ("x^2+1", "x^2-1"),
             ("1,2", "12"),
             ("\\text{(A)}", "\\text{(B)}"),
+            ("100, 200", "100200"),
         ] {
             assert!(!equivalent(a, b), "{a} and {b}");
         }

@@ -89,6 +89,11 @@ impl Rational {
         Rational::new(self.num.checked_mul(o.den)?, self.den.checked_mul(o.num)?)
     }
 
+    /// The value without its sign.
+    pub fn abs(self) -> Self {
+        Rational { num: self.num.abs(), den: self.den }
+    }
+
     /// The largest integer not above the value.
     pub fn floor(&self) -> i128 {
         self.num.div_euclid(self.den)
@@ -153,8 +158,9 @@ impl Rational {
         }
         for places in 1..=6u32 {
             let scale = 10i128.pow(places);
-            if (self.num * scale) % self.den == 0 {
-                let v = self.num * scale / self.den;
+            let Some(scaled) = self.num.checked_mul(scale) else { break };
+            if scaled % self.den == 0 {
+                let v = scaled / self.den;
                 let sign = if v < 0 { "-" } else { "" };
                 let v = v.abs();
                 let frac = format!("{:0width$}", v % scale, width = places as usize);
@@ -162,6 +168,15 @@ impl Rational {
             }
         }
         format!("{:.2}", self.to_f64())
+    }
+}
+
+impl std::ops::Neg for Rational {
+    type Output = Rational;
+
+    /// The value with the other sign.
+    fn neg(self) -> Self {
+        Rational { num: -self.num, den: self.den }
     }
 }
 
@@ -173,7 +188,11 @@ impl PartialOrd for Rational {
 
 impl Ord for Rational {
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.num * other.den).cmp(&(other.num * self.den))
+        match (self.num.checked_mul(other.den), other.num.checked_mul(self.den)) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            // Beyond i128: the floats are exact enough to order values this far apart.
+            _ => self.to_f64().total_cmp(&other.to_f64()),
+        }
     }
 }
 
@@ -265,6 +284,10 @@ mod tests {
         assert_eq!(r("10").checked_div(r("3")).unwrap().to_decimal(), "3.33");
         assert!(r("10").checked_div(r("0")).is_none());
         assert!(Rational::parse("1.2.3").is_none() && Rational::parse("").is_none());
+        let huge = Rational::new(i128::MAX / 3, 7).unwrap();
+        assert!(!huge.to_decimal().is_empty() && huge > Rational::int(1), "no overflow");
+        assert_eq!(-r("-2.5"), r("2.5"));
+        assert_eq!(r("-2.5").abs(), r("2.5"));
     }
 
     #[test]

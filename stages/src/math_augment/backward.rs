@@ -90,13 +90,11 @@ fn exact_decimal(r: &Rational) -> bool {
 
 /// `4*x+2`, `20-x/5`, `x/4-3`.
 fn render(l: Linear) -> String {
-    let zero = Rational::int(0);
-    let neg = |r: Rational| zero.checked_sub(r).expect("negation");
     match (l.a.is_negative(), l.b.is_zero(), l.b.is_negative()) {
         (false, true, _) => times_x(l.a),
         (false, false, false) => format!("{}+{}", times_x(l.a), l.b),
-        (false, false, true) => format!("{}-{}", times_x(l.a), neg(l.b)),
-        (true, _, _) => format!("{}-{}", l.b, times_x(neg(l.a))),
+        (false, false, true) => format!("{}-{}", times_x(l.a), -l.b),
+        (true, _, _) => format!("{}-{}", l.b, times_x(-l.a)),
     }
 }
 
@@ -167,17 +165,12 @@ pub fn backward(
     );
     let mut text = format!("Following the steps with the unknown x, the answer is {} = {}.\n", render(form), answer);
     // a x + b = F: with a > 0, a x = F - b; with a < 0, |a| x = b - F.
-    let zero = Rational::int(0);
     let positive = !form.a.is_negative();
-    let a = if positive { form.a } else { zero.checked_sub(form.a).ok_or(NONLINEAR)? };
-    let value = if positive { rhs } else { zero.checked_sub(rhs).ok_or(NONLINEAR)? };
+    let a = if positive { form.a } else { -form.a };
+    let value = if positive { rhs } else { -rhs };
     if !form.b.is_zero() {
         let expr = if positive {
-            if form.b.is_negative() {
-                format!("{answer}+{}", zero.checked_sub(form.b).ok_or(NONLINEAR)?)
-            } else {
-                format!("{answer}-{}", form.b)
-            }
+            if form.b.is_negative() { format!("{answer}+{}", -form.b) } else { format!("{answer}-{}", form.b) }
         } else {
             format!("{}-{answer}", form.b)
         };
@@ -219,9 +212,10 @@ mod tests {
 
     #[test]
     fn a_product_of_the_unknown_with_itself_is_not_linear() {
-        let q = "A square has a side of 7 meters. What is its area?";
-        let s = gsm8k::parse("7*7=<<7*7=49>>49\n#### 49").unwrap();
-        let flow = trace(q, &s, &[]).unwrap();
+        let q = "A hall has 9 rows, and each row has a seat more than there are rows. How many seats are there?";
+        let s = gsm8k::parse("Each row has 9+1 = <<9+1=10>>10 seats.\nThere are 9*10 = <<9*10=90>>90 seats.\n#### 90")
+            .unwrap();
+        let flow = trace(q, &s, &[Rational::int(1)]).unwrap();
         assert_eq!(backward(q, &s, &flow, &mut ChaCha8Rng::seed_from_u64(0)).unwrap_err(), NONLINEAR);
         assert_eq!(render(Linear { a: Rational::new(1, 4).unwrap(), b: Rational::int(-3) }), "x/4-3");
         assert_eq!(render(Linear { a: Rational::new(-1, 5).unwrap(), b: Rational::int(20) }), "20-x/5");

@@ -59,7 +59,9 @@ impl Untraceable {
             Untraceable::Unreadable => "an annotation kiln cannot evaluate",
             Untraceable::OriginalDoesNotVerify => "an original annotation does not verify",
             Untraceable::UnknownLiteral => "an expression number comes from neither the question nor a step",
-            Untraceable::AmbiguousLiteral => "an expression number matches both a step and a question number",
+            Untraceable::AmbiguousLiteral => {
+                "an expression number could be a step's result or a question number or implied value"
+            }
             Untraceable::UnusedQuestionNumber => "the question holds a number the chain does not use",
             Untraceable::FinalAnswerNotComputed => "the final answer is not a step's result",
         }
@@ -123,16 +125,24 @@ pub fn trace(question: &str, solution: &Solution, constants: &[Rational]) -> Res
         }
     };
     let literal_values: Vec<Vec<Rational>> = solution.annotations.iter().map(|a| a.expr.values()).collect();
+    let is_implied = |value: Rational| implied.iter().any(|i| i.value == value);
     for v in &mut values {
-        let uses = literal_values.iter().flatten().filter(|&&l| matches(v, l).is_some()).count();
-        let implied_here = implied.contains(&v.value)
-            || (v.percent && v.value.checked_mul(hundredth).is_some_and(|f| implied.contains(&f)));
-        if v.frozen.is_none() && implied_here {
-            v.frozen = Some(Frozen::Implied);
-        }
-        if v.frozen.is_none() && uses > v.written && constants.contains(&v.value) {
-            v.frozen = Some(Frozen::Reused);
-        }
+        let uses_in = |lits: &Vec<Rational>| lits.iter().filter(|&&l| matches(v, l).is_some()).count();
+        let uses: usize = literal_values.iter().map(uses_in).sum();
+        let most_in_one = literal_values.iter().map(uses_in).max().unwrap_or(0);
+        let implied_here = is_implied(v.value) || (v.percent && v.value.checked_mul(hundredth).is_some_and(is_implied));
+        let why = if implied_here {
+            Some(Frozen::Implied)
+        } else if (uses > v.written && constants.contains(&v.value)) || most_in_one > v.written {
+            // `7*7` for "7 miles a day" in a week, `8*8` legs of 8 spiders: one use is not
+            // the stated number.
+            Some(Frozen::Reused)
+        } else if uses == 0 && (!v.in_digits || constants.contains(&v.value)) {
+            Some(Frozen::Unused)
+        } else {
+            None
+        };
+        v.frozen = v.frozen.or(why);
     }
     let variable_of: Vec<Option<usize>> = {
         let mut next = 0;
@@ -154,14 +164,26 @@ pub fn trace(question: &str, solution: &Solution, constants: &[Rational]) -> Res
         for &lit in values_of_step {
             let step = (0..i).rev().find(|&j| solution.annotations[j].result_value() == lit);
             let stated_value = values.iter().enumerate().find_map(|(k, v)| Some((k, matches(v, lit)?)));
-            let kept_as_is = implied.contains(&lit);
+            let implied_as = implied.iter().find(|m| m.value == lit);
             let source = match (stated_value, step) {
                 // 0.25 both computed (25/100) and implied by "25%": the step is the chain's.
                 (Some((k, scale)), Some(j)) if scale != Rational::int(1) && variable_of[k].is_some() => Source::Step(j),
                 (Some(_), Some(_)) => return Err(Untraceable::AmbiguousLiteral),
-                // A step's result that a cue word could also imply (12 pages a week in a
-                // question about a year): the chain's own value is far the likelier.
-                (None, Some(j)) => Source::Step(j),
+                (None, Some(j)) => match implied_as {
+                    None => Source::Step(j),
+                    // A step's result that a unit could also imply is the step when it is
+                    // the result just computed, used once (`12*52` after 12 pages a week,
+                    // in a question about a year); a number word that is the value
+                    // (`doubles`: `6-4=2`, `2*2`), or a value used twice (`7*7` after 7
+                    // miles a day, in a week), could be either.
+                    Some(m) => {
+                        let repeated = values_of_step.iter().filter(|&&l| l == lit).count() > 1;
+                        if m.direct || repeated || i != j + 1 {
+                            return Err(Untraceable::AmbiguousLiteral);
+                        }
+                        Source::Step(j)
+                    }
+                },
                 (Some((k, scale)), None) => match variable_of[k] {
                     Some(v) => {
                         used[k] = true;
@@ -169,7 +191,7 @@ pub fn trace(question: &str, solution: &Solution, constants: &[Rational]) -> Res
                     }
                     None => Source::Constant,
                 },
-                (None, None) if kept_as_is || constants.contains(&lit) => Source::Constant,
+                (None, None) if implied_as.is_some() || constants.contains(&lit) => Source::Constant,
                 (None, None) => return Err(Untraceable::UnknownLiteral),
             };
             sources.push(source);
@@ -197,6 +219,7 @@ pub fn trace(question: &str, solution: &Solution, constants: &[Rational]) -> Res
         })
         .collect();
     let left_alone = values.iter().filter_map(|v| Some((v.value, v.frozen?))).collect();
+    let implied = implied.into_iter().map(|i| i.value).collect();
     Ok(Flow { variables, stated: stated_variables, literals, final_step, left_alone, implied })
 }
 

@@ -34,6 +34,8 @@ pub struct MathAugment;
 
 /// Ids of produced items start here: `BASE + 64 * source_id + n`.
 pub const BASE: i64 = 1 << 40;
+/// Source ids below this give products' ids above every source id, without overlap.
+pub const MAX_SOURCE_ID: i64 = 1 << 34;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -202,7 +204,7 @@ pub fn augment_one(
                 seen.borrow_mut().insert(q.clone());
                 push(&mut out.items, "perturb", q, s, a);
             }
-            Err(why) => out.drops.push(format!("perturb: {}", why.trim_start_matches("perturb: "))),
+            Err(why) => out.drops.push(format!("perturb: {why}")),
         }
     }
     let mut seen = seen.into_inner();
@@ -276,6 +278,14 @@ impl Stage for MathAugment {
             let batch = batch?;
             let cols = Columns::new(&batch);
             let (ids, families) = (cols.i64s("id")?, cols.strings("family")?);
+            if let Some(id) = ids.values().iter().find(|&&id| !(0..MAX_SOURCE_ID).contains(&id)) {
+                return Err(StageError::data(
+                    "data",
+                    format!(
+                        "id {id}: the problems augmented need ids from 0 to 2^34 (a product's id is 2^40 + 64 * id + n)"
+                    ),
+                ));
+            }
             let (questions, solutions, answers) =
                 (cols.strings("question")?, cols.strings("solution")?, cols.strings("answer")?);
             let produced: Vec<Augmented> = (0..batch.num_rows())
@@ -417,6 +427,12 @@ mod tests {
             17 => n[1] / n[0],
             18 => n[0] + 12.0 * n[1],
             19 => 4.0 * n[0] * n[1],
+            20 => n[0] - n[1] * n[2],
+            21 => n[0] * n[1] + n[2],
+            22 => (n[0] - n[1]) * 2.0,
+            23 => (n[0] + n[1]) * n[2],
+            24 => n[0] * 8.0,
+            25 => (n[0] + n[1]) * 7.0,
             _ => unreachable!("{trap}"),
         }
     }
@@ -479,7 +495,8 @@ mod tests {
     }
 
     /// What the traps must not become: the "2" of "twice" never moves, nor the minutes of
-    /// an hour, and a half stays a half in prose and annotation.
+    /// an hour, nor the 11 months before a twelfth, and a half stays a half in prose and
+    /// annotation.
     #[test]
     fn implied_numbers_stay_where_the_issue_saw_them_move() {
         let traps = fixtures(include_str!("../../../tests/fixtures/gsm8k-traps.jsonl"));
@@ -492,11 +509,18 @@ mod tests {
                 assert!(item.solution.contains("*2=<<") && item.solution.contains("*52=<<"), "{}", item.solution);
             }
             let emily = augment_one(&params, &constants(), seed, (1, "gsm8k", &traps[1].0, &traps[1].1));
+            assert!(!emily.items.is_empty());
             for item in &emily.items {
                 assert!(item.question.starts_with("Emily can type 60 words per minute."), "{}", item.question);
                 assert!(item.solution.contains("60*60=<<60*60=3600>>3600"), "{}", item.solution);
             }
+            let lea = augment_one(&params, &constants(), seed, (20, "gsm8k", &traps[20].0, &traps[20].1));
+            assert!(!lea.items.is_empty());
+            for item in &lea.items {
+                assert!(item.question.contains("For 11 months"), "the twelfth month follows 11: {}", item.question);
+            }
             let mia = augment_one(&params, &constants(), seed, (2, "gsm8k", &traps[2].0, &traps[2].1));
+            assert!(!mia.items.is_empty());
             for item in &mia.items {
                 let first = item.solution.lines().next().unwrap();
                 let (prose, annotation) = first.split_once(" = <<").unwrap();
@@ -505,6 +529,34 @@ mod tests {
                 assert!(item.question.contains(" and 2 albums."), "{}", item.question);
             }
         }
+    }
+
+    /// Where a literal could be a step or a value the wording implies (`6-4=2` then `2*2`
+    /// for "doubles"; `3+4=7` then `7*7` for a week), or the only stated number is used
+    /// twice in one step (`8*8` legs of 8 spiders), nothing is perturbed; a stated number
+    /// the chain never uses never moves (7 and 3 marbles summed in prose).
+    #[test]
+    fn what_cannot_be_told_apart_is_left_alone() {
+        let traps = fixtures(include_str!("../../../tests/fixtures/gsm8k-traps.jsonl"));
+        let params = Params { perturbations: 4, backward: 0, ..Params::default() };
+        for trap in [22, 24, 25] {
+            let out = augment_one(&params, &constants(), 1, (trap as i64, "gsm8k", &traps[trap].0, &traps[trap].1));
+            assert!(out.items.is_empty(), "trap {trap}: {:?}", out.items);
+        }
+        let marbles = augment_one(&params, &constants(), 1, (23, "gsm8k", &traps[23].0, &traps[23].1));
+        assert!(!marbles.items.is_empty());
+        for item in &marbles.items {
+            assert!(item.question.starts_with("Mia has 7 red and 3 blue marbles."), "{}", item.question);
+        }
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let named = |p: Params, path: &str| matches!(MathAugment::check(&p), Err(StageError::Param { path: at, .. }) if at == path);
+        assert!(named(Params { attempts: 0, ..Params::default() }, "attempts"));
+        assert!(named(Params { perturbations: 50, backward: 20, ..Params::default() }, "perturbations"));
+        assert!(named(Params { constants: vec![f64::NAN], ..Params::default() }, "constants[0]"));
+        assert!(MathAugment::check(&Params::default()).is_ok());
     }
 
     /// On GSM8K-format fixtures most problems perturb, and nothing produced fails the

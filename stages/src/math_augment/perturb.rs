@@ -18,10 +18,10 @@ use crate::math::gsm8k::Solution;
 use crate::math::number::{Rational, numbers_in, render_like};
 
 /// Why a perturbation was not produced.
-pub const NO_VARIABLE: &str = "perturb: no question number may move";
-pub const NO_DRAW: &str = "perturb: no draw satisfied the constraints";
-pub const PROSE: &str = "perturb: a number in the solution's prose is not accounted for";
-pub const AMBIGUOUS_PROSE: &str = "perturb: a number in the solution's prose has two meanings in the chain";
+pub const NO_VARIABLE: &str = "no question number may move";
+pub const NO_DRAW: &str = "no draw satisfied the constraints";
+pub const PROSE: &str = "a number in the solution's prose is not accounted for";
+pub const AMBIGUOUS_PROSE: &str = "a number in the solution's prose has two meanings in the chain";
 
 /// A new value of the same kind and size as `v` (`written` as the question writes it).
 fn draw_value(v: Rational, written: &str, percent: bool, rng: &mut ChaCha8Rng) -> Rational {
@@ -142,8 +142,7 @@ fn render_question(question: &str, flow: &Flow, values: &[Rational]) -> String {
 fn render_result(result: &Expr, value: &Rational) -> String {
     if result.is_number() {
         let sign = if value.is_negative() { "-" } else { "" };
-        let magnitude =
-            if value.is_negative() { Rational::int(0).checked_sub(*value).expect("negation") } else { *value };
+        let magnitude = value.abs();
         let literal = &result.literals[0];
         let prefix = &result.text[..literal.written.start];
         let prefix = prefix.trim_start_matches(['-', '+', ' ']);
@@ -181,36 +180,29 @@ fn render_solution(
     mapping.extend(flow.left_alone.iter().map(|(v, _)| (*v, *v)));
     mapping.extend(flow.implied.iter().map(|v| (*v, *v)));
 
-    let mut replacements: Vec<(usize, usize, String)> = Vec::new();
-    let mut claimed: Vec<(usize, usize)> = Vec::new();
+    let mut rewrites = Rewrites::default();
     for (a, (literals, result)) in solution.annotations.iter().zip(steps) {
         for (lit, v) in a.expr.literals.iter().zip(literals) {
-            replacements.push((
-                a.expr_start + lit.written.start,
-                a.expr_start + lit.written.end,
-                render_like(&lit_written(lit.percent, v), &lit.written.text),
-            ));
+            let text = render_like(&lit_written(lit.percent, v), &lit.written.text);
+            rewrites.put(a.expr_start + lit.written.start, a.expr_start + lit.written.end, text)?;
         }
         let (start, end) = a.result_range();
-        replacements.push((start, end, render_result(&a.result, result)));
-        claimed.push((a.start, a.end));
+        rewrites.put(start, end, render_result(&a.result, result))?;
+        rewrites.claim(a.start, a.end);
         let before = prose::before(text, a);
         let aligned = prose::align(&before, &a.expr.literals).ok_or(prose::MISMATCH)?;
         for (n, (i, factor)) in before.iter().zip(aligned) {
             let new = literals[i].checked_mul(factor).ok_or(PROSE)?;
-            replacements.push((n.written.start, n.written.end, render_like(&new, &n.written.text)));
-            claimed.push((n.written.start, n.written.end));
+            rewrites.put(n.written.start, n.written.end, render_like(&new, &n.written.text))?;
         }
         if let Some(n) = prose::after(text, a) {
-            let new = scaled(*result, a.result_value(), n.written.value).ok_or(prose::RESULT_MISMATCH)?;
-            replacements.push((n.written.start, n.written.end, render_like(&new, &n.written.text)));
-            claimed.push((n.written.start, n.written.end));
+            let factor = n.factor(a.result_value()).ok_or(prose::RESULT_MISMATCH)?;
+            let new = result.checked_mul(factor).ok_or(PROSE)?;
+            rewrites.put(n.start, n.end, render_result(&n.written, &new))?;
         }
     }
     let final_value = steps[flow.final_step].1;
-    replacements.push((solution.answer.start, solution.answer.end, render_like(&final_value, &solution.answer.text)));
-    claimed.push((solution.answer.start, solution.answer.end));
-    let free = |start: usize| !claimed.iter().any(|&(s, e)| start >= s && start < e);
+    rewrites.put(solution.answer.start, solution.answer.end, render_like(&final_value, &solution.answer.text))?;
     let target = |value: Rational| -> Result<Option<Rational>, &'static str> {
         let targets: Vec<Rational> = mapping.iter().filter(|(old, _)| *old == value).map(|(_, new)| *new).collect();
         match targets.first() {
@@ -220,42 +212,67 @@ fn render_solution(
         }
     };
     for n in numbers_in(text) {
-        if !free(n.start) {
+        if rewrites.claimed(n.start) {
             continue;
         }
         match target(n.value)? {
-            Some(new) => replacements.push((n.start, n.end, render_like(&new, &n.text))),
+            Some(new) => rewrites.put(n.start, n.end, render_like(&new, &n.text))?,
             None => return Err(PROSE),
         }
     }
     for w in number_words(text) {
-        if !free(w.start) {
+        if rewrites.claimed(w.start) {
             continue;
         }
         if let Some(new) = target(w.value)?.filter(|new| *new != w.value) {
-            replacements.push((w.start, w.end, word_like(&new, &w.text)));
+            rewrites.put(w.start, w.end, word_like(&new, &w.text))?;
         }
     }
-    replacements.sort_by_key(|r| r.0);
-    let mut out = String::new();
-    let mut at = 0;
-    for (start, end, new) in replacements {
-        out.push_str(&text[at..start]);
-        out.push_str(&new);
-        at = end;
-    }
-    out.push_str(&text[at..]);
-    Ok(out)
+    Ok(rewrites.apply(text))
 }
 
-/// `new` written as `shown` writes `old` (the same, or a percentage of it: `>>60%` after
-/// a result of 0.6); `None` if `shown` is not `old` at all.
-fn scaled(new: Rational, old: Rational, shown: Rational) -> Option<Rational> {
-    if shown == old {
-        return Some(new);
+/// Byte ranges of a text to write anew, and ranges claimed (annotations) whose numbers the
+/// prose pass leaves alone. A range written twice (the result after one annotation is
+/// also a number of the next one's expression, `<<3*4=12>>12+5=<<12+5=17>>`) must get
+/// the same text both times.
+#[derive(Default)]
+struct Rewrites {
+    ranges: std::collections::BTreeMap<usize, (usize, String)>,
+    claimed: Vec<(usize, usize)>,
+}
+
+impl Rewrites {
+    fn put(&mut self, start: usize, end: usize, text: String) -> Result<(), &'static str> {
+        match self.ranges.get(&start) {
+            Some((e, t)) if *e == end && *t == text => Ok(()),
+            Some(_) => Err(AMBIGUOUS_PROSE),
+            None => {
+                self.ranges.insert(start, (end, text));
+                self.claim(start, end);
+                Ok(())
+            }
+        }
     }
-    let hundred = Rational::int(100);
-    (old.checked_mul(hundred)? == shown).then(|| new.checked_mul(hundred)).flatten()
+
+    fn claim(&mut self, start: usize, end: usize) {
+        self.claimed.push((start, end));
+    }
+
+    fn claimed(&self, at: usize) -> bool {
+        self.claimed.iter().any(|&(s, e)| at >= s && at < e)
+    }
+
+    fn apply(self, text: &str) -> String {
+        let mut out = String::new();
+        let mut at = 0;
+        for (start, (end, new)) in self.ranges {
+            out.push_str(&text[at..start]);
+            out.push_str(&new);
+            at = end;
+        }
+        out.push_str(&text[at..]);
+        out
+    }
 }
 
 /// What a literal writes for the value it contributes (a percentage times 100).

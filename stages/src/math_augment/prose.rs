@@ -111,18 +111,49 @@ pub fn complete(solution: &Solution) -> Option<String> {
     Some(out)
 }
 
-/// The number written right after the annotation (`>>24`, `>>$1,200`), if any.
-pub fn after(text: &str, a: &Annotation) -> Option<ProseNumber> {
+/// The result written right after an annotation: `>>24`, `>>$1,200`, `>>3/4`, `>>80%`.
+#[derive(Debug, Clone)]
+pub struct After {
+    /// Its byte range in the solution (without a `$`).
+    pub start: usize,
+    pub end: usize,
+    pub written: Expr,
+}
+
+impl After {
+    /// The factor from the annotation's result to what is written here: 1; 100 where a
+    /// result computed as a fraction is written as a number of percent (`>>60` after
+    /// `<<100%-40%=60%>>`); 1/100 where a result computed in percent is written with a
+    /// `%` (`<<18/450*100=4>>4%`); `None` if it is not the result.
+    pub fn factor(&self, result: Rational) -> Option<Rational> {
+        let shown = self.written.eval()?;
+        let hundred = Rational::int(100);
+        if shown == result || crate::math::gsm8k::written_as(result, &self.written) {
+            Some(Rational::int(1))
+        } else if result.checked_mul(hundred) == Some(shown) {
+            Some(hundred)
+        } else if shown.checked_mul(hundred) == Some(result) {
+            Rational::new(1, 100)
+        } else {
+            None
+        }
+    }
+}
+
+/// The result written right after the annotation, if any.
+pub fn after(text: &str, a: &Annotation) -> Option<After> {
     let rest = &text[a.end..];
     let skipped = rest.len() - rest.trim_start_matches('$').len();
-    let digits = rest[skipped..].chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ',').count();
-    if digits == 0 {
+    let body = &rest[skipped..];
+    let len: usize =
+        body.chars().take_while(|c| c.is_ascii_digit() || matches!(c, '.' | ',' | '/' | '%')).map(char::len_utf8).sum();
+    // A sentence's period, a clause's comma, `5/week`: not part of the number.
+    let written = body[..len].trim_end_matches(['.', ',', '/']);
+    if written.is_empty() {
         return None;
     }
-    numbers(text, a.end + skipped, a.end + skipped + digits).into_iter().next().map(|mut n| {
-        n.percent = text[n.written.end..].starts_with('%');
-        n
-    })
+    let start = a.end + skipped;
+    Some(After { start, end: start + written.len(), written: Expr::parse(written)? })
 }
 
 /// For each number of the prose expression, the literal of the annotation it is (the
@@ -156,20 +187,11 @@ pub fn check(solution: &Solution) -> Result<(), &'static str> {
         if align(&before(&solution.text, a), &a.expr.literals).is_none() {
             return Err(MISMATCH);
         }
-        if let Some(n) = after(&solution.text, a) {
-            let result = a.result_value();
-            if n.value() != result && n.written.value != result && !close_as_written(result, &n) {
-                return Err(RESULT_MISMATCH);
-            }
+        if after(&solution.text, a).is_some_and(|n| n.factor(a.result_value()).is_none()) {
+            return Err(RESULT_MISMATCH);
         }
     }
     Ok(())
-}
-
-/// `>>3.33` after a result of 10/3 written `3.33`.
-fn close_as_written(result: Rational, n: &ProseNumber) -> bool {
-    let shown = if n.percent { result.checked_mul(Rational::int(100)) } else { Some(result) };
-    shown.is_some_and(|s| s.matches(&n.written.text))
 }
 
 #[cfg(test)]
@@ -190,6 +212,14 @@ mod tests {
             s.annotations.iter().map(|a| texts(&before(text, a)).into_iter().map(String::from).collect()).collect();
         assert_eq!(befores, [vec!["63", "3"], vec!["40"], vec!["10", "1.2"], Vec::<&str>::new()]);
         assert_eq!(after(text, &s.annotations[2]).unwrap().written.text, "12");
+        let fractions =
+            "He eats 6/8 = <<6/8=3/4>>3/4 of it, that is <<3/4=75%>>75%, so <<100%-75%=25%>>25 left.\n#### 25";
+        let s = gsm8k::parse(fractions).unwrap();
+        let written: Vec<String> = s.annotations.iter().map(|a| after(fractions, a).unwrap().written.text).collect();
+        assert_eq!(written, ["3/4", "75%", "25"]);
+        assert!(check(&s).is_ok(), "25 after 25% is the result as a percentage");
+        let points = gsm8k::parse("off by 18 / 450 x 100 = <<18/450*100=4>>4%\n#### 4").unwrap();
+        assert!(check(&points).is_ok(), "4% after a result of 4 percent");
         assert!(check(&s).is_ok());
     }
 

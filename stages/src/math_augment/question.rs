@@ -27,8 +27,12 @@ pub enum Frozen {
     /// The wording also implies this value (`twice`, `a week`, `per hour`, `%`).
     Implied,
     /// The chain uses the value more often than the question writes it, and the value is a
-    /// common constant (7, 12, 60, ...): the extra uses may be implied ones.
+    /// common constant (7, 12, 60, ...) or is used twice in one expression: the extra uses
+    /// may be implied ones.
     Reused,
+    /// The chain never uses it (a count in words, a common constant): moving it would
+    /// change the question and not the answer.
+    Unused,
 }
 
 impl Frozen {
@@ -38,7 +42,8 @@ impl Frozen {
             Frozen::Clock => "a clock time or ratio",
             Frozen::Year => "a year",
             Frozen::Implied => "the wording implies the same value",
-            Frozen::Reused => "a common constant used more often than written",
+            Frozen::Reused => "used more often than written (a common constant, or twice in one step)",
+            Frozen::Unused => "not used by the chain",
         }
     }
 }
@@ -187,78 +192,139 @@ fn is_year(n: &Written) -> bool {
         && n.value.as_integer().is_some_and(|y| (1000..=2100).contains(&y))
 }
 
-/// The numbers the question's wording implies: each cue word and the values it may
-/// stand for. A solution may use any of them without the question writing it.
-static CUES: &[(&str, &[f64])] = &[
+/// The numbers the question's wording implies: each cue word, the values it may stand
+/// for, and whether the word is itself the number (`twice`, `dozen`) or a unit whose
+/// conversions a solution may use (`week`: 7 days, 52 weeks a year). A solution may use
+/// any of them without the question writing it.
+static CUES: &[(&str, &[f64], bool)] = &[
     (
         "twice|double|doubled|doubles|doubling|pair|pairs|couple|couples|both|twins|each way|round trip|round-trip|every other|second",
         &[2.0],
+        true,
     ),
-    ("half|halves|halved|halve", &[2.0, 0.5]),
-    ("triple|tripled|triples|thrice|third|thirds|triplets|triangle|triangles|tricycle|tricycles", &[3.0]),
-    ("quadruple|quadrupled|fourth|fourths|quarter|quarters", &[4.0, 0.25, 25.0]),
-    ("fifth|fifths|pentagon", &[5.0]),
-    ("sixth|sixths|hexagon|half a dozen", &[6.0]),
-    ("octagon|eighth|eighths", &[8.0]),
-    ("tenth|tenths|decade|decades|dime|dimes", &[10.0]),
-    ("nickel|nickels", &[5.0]),
-    ("dozen|dozens", &[12.0]),
-    ("score", &[20.0]),
-    ("gross", &[144.0]),
-    ("week|weeks|weekly", &[7.0, 52.0, 5.0]),
-    ("weekend|weekends", &[2.0]),
-    ("fortnight|fortnights", &[14.0]),
-    ("day|days|daily|overnight", &[24.0, 7.0, 365.0, 30.0]),
-    ("hour|hours|hourly|hr|hrs", &[60.0, 24.0, 3600.0]),
-    ("minute|minutes|min|mins|second|seconds|sec|secs", &[60.0]),
-    ("month|months|monthly", &[12.0, 30.0, 4.0, 31.0]),
-    ("year|years|yearly|annual|annually|birthday", &[12.0, 52.0, 365.0]),
-    ("century|centuries|percent|percentage|per cent|cent|cents|penny|pennies|dollar|dollars", &[100.0]),
-    ("foot|feet|ft", &[12.0, 3.0]),
-    ("inch|inches", &[12.0, 36.0]),
-    ("yard|yards", &[3.0, 36.0]),
-    ("mile|miles", &[5280.0, 1760.0]),
-    ("pound|pounds|lb|lbs", &[16.0]),
-    ("ounce|ounces|oz", &[16.0, 8.0, 128.0]),
-    ("gallon|gallons", &[4.0, 128.0, 8.0, 16.0]),
-    ("quart|quarts", &[4.0, 2.0, 32.0]),
-    ("pint|pints|cup|cups", &[2.0, 8.0, 16.0]),
-    ("ton|tons", &[2000.0, 1000.0]),
-    ("meter|meters|metre|metres|centimeter|centimeters|cm|millimeter|millimeters|mm", &[100.0, 1000.0, 10.0]),
+    ("half|halves|halved|halve", &[2.0, 0.5], true),
+    ("triple|tripled|triples|thrice|third|thirds|triplets|triangle|triangles|tricycle|tricycles", &[3.0], true),
+    ("quadruple|quadrupled|fourth|fourths|quarter|quarters", &[4.0, 0.25, 25.0], true),
+    ("fifth|fifths|pentagon", &[5.0], true),
+    ("sixth|sixths|hexagon|half a dozen", &[6.0], true),
+    ("octagon|eighth|eighths", &[8.0], true),
+    ("tenth|tenths|decade|decades|dime|dimes", &[10.0], true),
+    ("nickel|nickels", &[5.0], true),
+    ("dozen|dozens", &[12.0], true),
+    ("score", &[20.0], true),
+    ("gross", &[144.0], true),
+    ("week|weeks|weekly", &[7.0, 52.0, 5.0], false),
+    ("weekend|weekends", &[2.0], false),
+    ("fortnight|fortnights", &[14.0], false),
+    ("day|days|daily|overnight", &[24.0, 7.0, 365.0, 30.0], false),
+    ("hour|hours|hourly|hr|hrs", &[60.0, 24.0, 3600.0], false),
+    ("minute|minutes|min|mins|second|seconds|sec|secs", &[60.0], false),
+    ("month|months|monthly", &[12.0, 30.0, 4.0, 31.0], false),
+    ("year|years|yearly|annual|annually|birthday", &[12.0, 52.0, 365.0], false),
+    ("century|centuries|percent|percentage|per cent|cent|cents|penny|pennies|dollar|dollars", &[100.0], false),
+    ("foot|feet|ft", &[12.0, 3.0], false),
+    ("inch|inches", &[12.0, 36.0], false),
+    ("yard|yards", &[3.0, 36.0], false),
+    ("mile|miles", &[5280.0, 1760.0], false),
+    ("pound|pounds|lb|lbs", &[16.0], false),
+    ("ounce|ounces|oz", &[16.0, 8.0, 128.0], false),
+    ("gallon|gallons", &[4.0, 128.0, 8.0, 16.0], false),
+    ("quart|quarts", &[4.0, 2.0, 32.0], false),
+    ("pint|pints|cup|cups", &[2.0, 8.0, 16.0], false),
+    ("ton|tons", &[2000.0, 1000.0], false),
+    ("meter|meters|metre|metres|centimeter|centimeters|cm|millimeter|millimeters|mm", &[100.0, 1000.0, 10.0], false),
     (
         "kilometer|kilometers|km|gram|grams|kilogram|kilograms|kg|liter|liters|litre|litres|milliliter|milliliters|ml",
         &[1000.0],
+        false,
     ),
-    ("legs|leg|wheel|wheels", &[2.0, 3.0, 4.0]),
-    ("sides|square|squares|rectangle|rectangles|rectangular", &[2.0, 4.0]),
-    ("hand|hands|eye|eyes|ear|ears|shoe|shoes|sock|socks|bicycle|bicycles|bike|bikes|parents", &[2.0]),
-    ("finger|fingers|toe|toes", &[5.0, 10.0]),
-    ("deck|cards", &[52.0]),
+    ("legs|leg|wheel|wheels", &[2.0, 3.0, 4.0], false),
+    ("sides|square|squares|rectangle|rectangles|rectangular", &[2.0, 4.0], false),
+    ("hand|hands|eye|eyes|ear|ears|shoe|shoes|sock|socks|bicycle|bicycles|bike|bikes|parents", &[2.0], false),
+    ("finger|fingers|toe|toes", &[5.0, 10.0], false),
+    ("deck|cards", &[52.0], false),
 ];
 
-static CUE_WORDS: LazyLock<Vec<(Regex, Vec<Rational>)>> = LazyLock::new(|| {
+static CUE_WORDS: LazyLock<Vec<(Regex, Vec<Rational>, bool)>> = LazyLock::new(|| {
     CUES.iter()
-        .map(|(words, values)| {
+        .map(|(words, values, direct)| {
             let re = Regex::new(&format!(r"(?i)\b(?:{words})\b")).expect("valid");
             let values = values.iter().map(|v| Rational::parse(&v.to_string()).expect("decimal")).collect();
-            (re, values)
+            (re, values, *direct)
         })
         .collect()
 });
 
-/// The values the question's wording implies (`%` implies 100).
-pub fn implied(question: &str) -> Vec<Rational> {
-    let mut values: Vec<Rational> = Vec::new();
-    for (re, vs) in CUE_WORDS.iter() {
+const ORDINALS: [&str; 20] = [
+    "first",
+    "second",
+    "third",
+    "fourth",
+    "fifth",
+    "sixth",
+    "seventh",
+    "eighth",
+    "ninth",
+    "tenth",
+    "eleventh",
+    "twelfth",
+    "thirteenth",
+    "fourteenth",
+    "fifteenth",
+    "sixteenth",
+    "seventeenth",
+    "eighteenth",
+    "nineteenth",
+    "twentieth",
+];
+
+/// The ordinals of a text (`twelfth`, `12th`, `3rd`): a count the text implies.
+fn ordinals(text: &str) -> Vec<i128> {
+    static ORDINAL: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?i)\b(?:(\d+)(?:st|nd|rd|th)|([a-z]+))\b").expect("valid"));
+    ORDINAL
+        .captures_iter(text)
+        .filter_map(|c| match (c.get(1), c.get(2)) {
+            (Some(digits), _) => digits.as_str().parse().ok().filter(|n: &i128| *n < 1_000_000),
+            (_, Some(word)) => {
+                ORDINALS.iter().position(|o| word.as_str().eq_ignore_ascii_case(o)).map(|i| i as i128 + 1)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A value the question's wording implies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Implied {
+    pub value: Rational,
+    /// A word that is the number itself (`twice`, `half`, `dozen`, an ordinal), not a
+    /// unit's conversion (`week`, `hour`, `%`).
+    pub direct: bool,
+}
+
+/// The values the question's wording implies (`%` implies 100; an ordinal from `fifth`
+/// on implies its neighbours too: `twelfth` is 11, 12 and 13, "for 11 months ... on the
+/// twelfth month"), each once, a direct cue winning over a unit.
+pub fn implied(question: &str) -> Vec<Implied> {
+    let mut values: Vec<Implied> = Vec::new();
+    for (re, vs, direct) in CUE_WORDS.iter() {
         if re.is_match(question) {
-            values.extend(vs);
+            values.extend(vs.iter().map(|&value| Implied { value, direct: *direct }));
         }
     }
     if question.contains('%') {
-        values.push(Rational::int(100));
+        values.push(Implied { value: Rational::int(100), direct: false });
     }
-    values.sort();
-    values.dedup();
+    for n in ordinals(question) {
+        // `first` to `fourth` are cue words already; their neighbours are too common
+        // (`first` would freeze every 2) to be worth the yield.
+        let around = if n >= 5 { vec![n - 1, n, n + 1] } else { vec![n] };
+        values.extend(around.into_iter().map(|v| Implied { value: Rational::int(v), direct: true }));
+    }
+    // Direct first, so the one kept of a value is direct when any is.
+    values.sort_by_key(|i| (i.value, !i.direct));
+    values.dedup_by_key(|i| i.value);
     values
 }
 
@@ -298,7 +364,7 @@ mod tests {
 
     #[test]
     fn wording_implies_constants() {
-        let has = |q: &str, v: i128| implied(q).contains(&Rational::int(v));
+        let has = |q: &str, v: i128| implied(q).iter().any(|i| i.value == Rational::int(v));
         let james =
             "James writes a 3-page letter to 2 different friends twice a week. How many pages does he write a year?";
         assert!(has(james, 2) && has(james, 52) && !has(james, 3));
@@ -306,5 +372,11 @@ mod tests {
         assert!(has("It is 25% off.", 100));
         assert!(!has("Tom has 48 apples.", 2));
         assert!(!has("A seconds-free secondary school", 2), "only whole words cue");
+        let stephen = "For 11 months Stephen will give his sister $25 per month and the rest on the twelfth month.";
+        assert!(has(stephen, 11) && has(stephen, 12) && !has(stephen, 25));
+        assert!(has("She finished 3rd in the race.", 3) && !has("She finished 3rd in the race.", 2));
+        assert!(has("It was his 40th birthday.", 39));
+        let direct = |q: &str, v: i128| implied(q).iter().any(|i| i.value == Rational::int(v) && i.direct);
+        assert!(direct(james, 2) && !direct(james, 52) && !direct(james, 12));
     }
 }

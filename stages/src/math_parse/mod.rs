@@ -20,8 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::context::StageContext;
 use crate::error::{Result, StageError};
 use crate::math::expr::Expr;
-use crate::math::format::Format;
-use crate::math::number::Rational;
+use crate::math::format::{Format, MATH23K_TOLERANCE};
 use crate::math::{answer, gsm8k, latex};
 use crate::records::{OnBadRecord, Skipped};
 use crate::schema::{TableSchema, standard};
@@ -256,7 +255,7 @@ fn problem(
             let gold = answer::value(ans).ok_or(("ans", format!("`{ans}` is not a number, fraction or percentage")))?;
             let expression = equation.strip_prefix("x=").or_else(|| equation.strip_prefix("X=")).unwrap_or(equation);
             match Expr::parse(expression).and_then(|e| e.eval()) {
-                Some(v) if close(v, gold) => counts.equations_verified += 1,
+                Some(v) if answer::close(v, gold, 0.0, MATH23K_TOLERANCE) => counts.equations_verified += 1,
                 other => {
                     if counts.equations_differ.len() < 5 {
                         let got = other.map_or("cannot be evaluated".to_string(), |v| format!("gives {v}"));
@@ -281,12 +280,6 @@ fn problem(
             })
         }
     }
-}
-
-/// Within 1e-4, relative (Math23K's answers are rounded).
-fn close(a: Rational, b: Rational) -> bool {
-    let (a, b) = (a.to_f64(), b.to_f64());
-    (a - b).abs() <= 1e-4 * b.abs().max(1.0)
 }
 
 #[cfg(test)]

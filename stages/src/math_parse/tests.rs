@@ -96,11 +96,27 @@ fn every_gsm8k_annotation_form_is_read() {
 fn math_answers_are_the_last_box_with_subject_and_level() {
     let problems = parsed_and_gold_scored("math-test.jsonl", Format::Math);
     let answers: Vec<&str> = problems.iter().map(|(_, a, _)| a.as_str()).collect();
-    assert_eq!(answers[1], "\\dfrac{1}{2}");
-    assert_eq!(answers[2], "\\left( 3, \\frac{\\pi}{2} \\right)");
-    assert_eq!(answers[10], "2", "`\\boxed 2`");
-    assert_eq!(answers[11], "6", "`\\fbox{{6}}`");
-    assert_eq!(answers[12], "2\\sqrt{3}", "the last of two boxes");
+    // Each fixture's answer as a reader of its solution finds it.
+    let expected = [
+        "5",
+        "\\dfrac{1}{2}",
+        "\\left( 3, \\frac{\\pi}{2} \\right)",
+        "40^\\circ",
+        "144\\text{ inches}",
+        "\\$15.25",
+        "25\\%",
+        "(2,5)",
+        "\\begin{pmatrix} 2 \\\\ 7 \\end{pmatrix}",
+        "\\text{(B)}",
+        "2",
+        "6",
+        "2\\sqrt{3}",
+        "10,\\!000",
+        "\\frac{\\sqrt{3}}{2}",
+        "k = 3",
+        "-0.75",
+    ];
+    assert_eq!(answers, expected);
     assert_eq!(problems[5].0, "Prealgebra");
     // A model that writes the answers in other forms is right where the harness says so.
     let f = Format::Math;

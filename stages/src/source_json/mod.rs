@@ -9,7 +9,7 @@
 //! counted skip; text that is not JSON is always an error, since no record after it can
 //! be found with certainty.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, StringArray};
@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::context::StageContext;
 use crate::error::{Result, StageError};
-use crate::records::{Skipped, SourceParams, mapped_fields};
+use crate::records::{Skipped, SourceParams, files_under, mapped_fields};
 use crate::stage::{ExternalFile, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
 
 pub struct SourceJson;
@@ -35,15 +35,15 @@ pub struct Located {
 /// sequence of values separated by whitespace. `Err` names the line and column of the
 /// first text that is not JSON.
 pub fn values(text: &str) -> std::result::Result<Vec<Located>, String> {
-    let line_of = |offset: usize| text[..offset].bytes().filter(|&b| b == b'\n').count() + 1;
-    let skip_space = |at: usize| at + text[at..].len() - text[at..].trim_start().len();
-    let error_at = |offset: usize, e: serde_json::Error| {
-        let (line, column) = (
-            line_of(offset) + e.line() - 1,
-            if e.line() == 1 { offset - line_start(text, offset) + e.column() } else { e.column() },
-        );
-        format!("line {line}, column {column}: not JSON: {e}")
+    // Lines are counted as the reading goes forward, never from the start again.
+    let mut counted = (0usize, 1usize);
+    let mut line_of = |offset: usize| {
+        let (from, line) = counted;
+        let line = line + text[from..offset].bytes().filter(|&b| b == b'\n').count();
+        counted = (offset, line);
+        line
     };
+    let skip_space = |at: usize| at + text[at..].len() - text[at..].trim_start().len();
     let mut out = Vec::new();
     let mut at = skip_space(0);
     let array = text[at..].starts_with('[');
@@ -55,9 +55,13 @@ pub fn values(text: &str) -> std::result::Result<Vec<Located>, String> {
     }
     while at < text.len() {
         let mut stream = serde_json::Deserializer::from_str(&text[at..]).into_iter::<Value>();
+        let line = line_of(at);
         match stream.next() {
-            Some(Ok(value)) => out.push(Located { value, line: line_of(at) }),
-            Some(Err(e)) => return Err(error_at(at, e)),
+            Some(Ok(value)) => out.push(Located { value, line }),
+            Some(Err(e)) => {
+                let column = if e.line() == 1 { at - line_start(text, at) + e.column() } else { e.column() };
+                return Err(format!("line {}, column {column}: not JSON: {e}", line + e.line() - 1));
+            }
             None => break,
         }
         at = skip_space(at + stream.byte_offset());
@@ -85,22 +89,6 @@ fn line_start(text: &str, offset: usize) -> usize {
     text[..offset].rfind('\n').map_or(0, |i| i + 1)
 }
 
-/// The `.json` files under a folder, in path order.
-fn json_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut entries: Vec<PathBuf> =
-        std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<std::io::Result<_>>()?;
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            out.extend(json_files(&path)?);
-        } else if path.extension().is_some_and(|e| e == "json") {
-            out.push(path);
-        }
-    }
-    Ok(out)
-}
-
 impl Stage for SourceJson {
     type Params = Params;
     const KIND: &'static str = "source.json";
@@ -121,13 +109,14 @@ impl Stage for SourceJson {
     }
 
     fn external_files(params: &Params) -> Vec<ExternalFile> {
-        params.external_files()
+        params.external_files().into_iter().map(|f| ExternalFile { folder: true, ..f }).collect()
     }
 
     fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
         let root = Path::new(&params.path);
         let files = if root.is_dir() {
-            json_files(root).map_err(|e| StageError::io(root, e))?
+            let all = files_under(root).map_err(|e| StageError::io(root, e))?;
+            all.into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")).collect()
         } else {
             vec![root.to_path_buf()]
         };
@@ -187,6 +176,17 @@ mod tests {
         assert_eq!(lines(&values(array).unwrap()), [2, 3]);
         assert_eq!(lines(&values("{\"a\":1}\n{\"a\":2}\n").unwrap()), [1, 2]);
         assert!(values("[]").unwrap().is_empty() && values("  \n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_path_and_a_mapping_are_required_and_a_folder_is_accepted() {
+        let named = |p: &Params, path: &str| matches!(SourceJson::check(p), Err(StageError::Param { path: at, .. }) if at == path);
+        assert!(named(&Params::default(), "path"));
+        let fields = [("question".to_string(), "q".to_string())].into_iter().collect();
+        let p = Params { path: "data".into(), fields, ..Params::default() };
+        assert!(SourceJson::check(&p).is_ok());
+        assert!(SourceJson::external_files(&p)[0].folder, "a folder of .json files is a source");
+        assert!(named(&Params { fields: Default::default(), ..p }, "fields"));
     }
 
     #[test]

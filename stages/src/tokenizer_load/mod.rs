@@ -49,7 +49,7 @@ impl Stage for TokenizerLoad {
     }
 
     fn external_files(params: &Params) -> Vec<ExternalFile> {
-        vec![ExternalFile { param: "path".into(), path: PathBuf::from(&params.path) }]
+        vec![ExternalFile { param: "path".into(), path: PathBuf::from(&params.path), folder: false }]
     }
 
     fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {

@@ -316,7 +316,7 @@ impl Stage for Train {
         let dir = Path::new(dir);
         if !dir.is_dir() {
             // One error for a missing folder, not one per file it should hold.
-            return vec![ExternalFile { param: "init".into(), path: dir.join("config.json") }];
+            return vec![ExternalFile { param: "init".into(), path: dir.join("config.json"), folder: false }];
         }
         let weights = checkpoint::weight_files(dir).unwrap_or_else(|_| vec![dir.join(checkpoint::INDEX_FILE)]);
         let mut files = vec![dir.join("config.json")];
@@ -324,7 +324,7 @@ impl Stage for Train {
         if params.continue_optimizer {
             files.push(dir.join(OPTIMIZER_FILE));
         }
-        files.into_iter().map(|path| ExternalFile { param: "init".into(), path }).collect()
+        files.into_iter().map(|path| ExternalFile { param: "init".into(), path, folder: false }).collect()
     }
 
     fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
