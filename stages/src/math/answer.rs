@@ -16,24 +16,40 @@ pub fn value(text: &str) -> Option<Rational> {
     if percent {
         s.pop();
     }
-    if let Some(inner) = s.strip_prefix('(').and_then(|r| r.strip_suffix(')'))
-        && !inner.contains('(')
-    {
-        s = inner.to_string();
-    }
-    let v = if let Some(frac) = super::latex::plain_number(&s) {
-        frac
-    } else if let Some((whole, rest)) = s.split_once('(') {
-        // `2(1/3)`: a whole number and a fraction.
-        let fraction = rest.strip_suffix(')')?;
-        let whole = Rational::parse(whole)?;
-        let (a, b) = fraction.split_once('/')?;
-        let part = Rational::parse(a)?.checked_div(Rational::parse(b)?)?;
-        if whole.is_negative() { whole.checked_sub(part)? } else { whole.checked_add(part)? }
+    let v = if let Some(plain) = super::latex::plain_number(&s) {
+        plain
+    } else if let Some(mixed) = mixed_number(&s) {
+        mixed
+    } else if s.chars().all(|c| c.is_ascii_digit() || "./()-".contains(c)) && s.contains('(') {
+        // A fraction in parentheses, as Math23K writes them: `(3/4)`, `((13)/(120))`.
+        super::expr::Expr::parse(&s)?.eval()?
     } else {
         return None;
     };
     if percent { v.checked_div(Rational::int(100)) } else { Some(v) }
+}
+
+/// `2(1/3)`: a whole number and a fraction (Math23K's mixed numbers).
+fn mixed_number(s: &str) -> Option<Rational> {
+    let (whole, rest) = s.split_once('(')?;
+    let fraction = rest.strip_suffix(')')?;
+    let whole = Rational::parse(whole)?;
+    let (a, b) = fraction.split_once('/')?;
+    let part = Rational::parse(a)?.checked_div(Rational::parse(b)?)?;
+    if whole.is_negative() { whole.checked_sub(part) } else { whole.checked_add(part) }
+}
+
+/// The answer written plainly, for a solution's last line: `((13)/(120))` as `13/120`,
+/// `(3/4)` as `3/4`; anything else as it is.
+pub fn plain(text: &str) -> String {
+    let trimmed = text.trim();
+    match value(trimmed) {
+        Some(v) if trimmed.starts_with('(') && !trimmed.ends_with('%') => match v.as_integer() {
+            Some(n) => n.to_string(),
+            None => format!("{}/{}", v.numerator(), v.denominator()),
+        },
+        _ => trimmed.to_string(),
+    }
 }
 
 /// An answer-like token: a mixed number, a fraction, a decimal, each perhaps signed and
@@ -90,6 +106,12 @@ mod tests {
         assert_eq!(v("\\frac{3}{4}"), Some(0.75));
         assert_eq!(v("2(1/3)").map(|x| (x * 3.0).round()), Some(7.0));
         assert_eq!(v("-2(1/2)"), Some(-2.5));
+        assert_eq!(v("((2)/(3))").map(|x| (x * 3.0).round()), Some(2.0), "Math23K's fractions");
+        assert_eq!(v("((13)/(120))"), Some(13.0 / 120.0));
+        assert_eq!(v("(3+4)"), None);
+        assert_eq!(plain("((13)/(120))"), "13/120");
+        assert_eq!(plain("(3/4)"), "3/4");
+        assert_eq!(plain("80%"), "80%");
         assert_eq!(v("0.7400"), Some(0.74));
         assert_eq!(v("42."), Some(42.0));
         assert_eq!(v("x+1"), None);

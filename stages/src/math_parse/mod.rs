@@ -274,7 +274,7 @@ fn problem(
                 id,
                 family: family(own),
                 question: text.to_string(),
-                solution: format!("{equation}={ans}\n#### {ans}"),
+                solution: format!("{equation}={ans}\n#### {}", answer::plain(ans)),
                 answer: ans.to_string(),
                 level: None,
             })
