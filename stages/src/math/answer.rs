@@ -1,6 +1,7 @@
 //! Numeric answers as benchmarks write them: `12`, `-3.5`, `$1,200`, `80%` (four
-//! fifths), `3/4`, `(3/4)`, `\frac{3}{4}`, and Math23K's mixed numbers `2(1/3)` (two and
-//! a third), read exactly; and the last such answer in a model's output.
+//! fifths), `3/4`, `(3/4)`, `\frac{3}{4}`, and Math23K's `((13)/(120))` and mixed
+//! numbers `5((7)/(10))` (five and seven tenths), read exactly; and the last such answer
+//! in a model's output.
 
 use std::sync::LazyLock;
 
@@ -29,22 +30,24 @@ pub fn value(text: &str) -> Option<Rational> {
     if percent { v.checked_div(Rational::int(100)) } else { Some(v) }
 }
 
-/// `2(1/3)`: a whole number and a fraction (Math23K's mixed numbers).
+/// `5((7)/(10))`: a whole number and a fraction (Math23K's mixed numbers; also `5(7/10)`).
 fn mixed_number(s: &str) -> Option<Rational> {
     let (whole, rest) = s.split_once('(')?;
     let fraction = rest.strip_suffix(')')?;
     let whole = Rational::parse(whole)?;
-    let (a, b) = fraction.split_once('/')?;
-    let part = Rational::parse(a)?.checked_div(Rational::parse(b)?)?;
+    if !fraction.contains('/') || !fraction.chars().all(|c| c.is_ascii_digit() || "./()".contains(c)) {
+        return None;
+    }
+    let part = super::expr::Expr::parse(fraction)?.eval()?;
     if whole.is_negative() { whole.checked_sub(part) } else { whole.checked_add(part) }
 }
 
 /// The answer written plainly, for a solution's last line: `((13)/(120))` as `13/120`,
-/// `(3/4)` as `3/4`; anything else as it is.
+/// `5((7)/(10))` as `57/10`; anything else as it is.
 pub fn plain(text: &str) -> String {
     let trimmed = text.trim();
     match value(trimmed) {
-        Some(v) if trimmed.starts_with('(') && !trimmed.ends_with('%') => match v.as_integer() {
+        Some(v) if trimmed.contains('(') && !trimmed.ends_with('%') => match v.as_integer() {
             Some(n) => n.to_string(),
             None => format!("{}/{}", v.numerator(), v.denominator()),
         },
@@ -105,12 +108,14 @@ mod tests {
         assert_eq!(v("(3/4)"), Some(0.75));
         assert_eq!(v("\\frac{3}{4}"), Some(0.75));
         assert_eq!(v("2(1/3)").map(|x| (x * 3.0).round()), Some(7.0));
+        assert_eq!(v("5((7)/(10))"), Some(5.7), "Math23K's mixed numbers");
         assert_eq!(v("-2(1/2)"), Some(-2.5));
         assert_eq!(v("((2)/(3))").map(|x| (x * 3.0).round()), Some(2.0), "Math23K's fractions");
         assert_eq!(v("((13)/(120))"), Some(13.0 / 120.0));
         assert_eq!(v("(3+4)"), None);
         assert_eq!(plain("((13)/(120))"), "13/120");
         assert_eq!(plain("(3/4)"), "3/4");
+        assert_eq!(plain("5((7)/(10))"), "57/10");
         assert_eq!(plain("80%"), "80%");
         assert_eq!(v("0.7400"), Some(0.74));
         assert_eq!(v("42."), Some(42.0));
