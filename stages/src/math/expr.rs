@@ -28,7 +28,7 @@ impl Literal {
     }
 
     /// The literal written for another contributed value (`%` stays outside the digits).
-    fn render(&self, value: &Rational) -> String {
+    pub fn render(&self, value: &Rational) -> String {
         let written = if self.percent { value.checked_mul(Rational::int(100)).unwrap_or(*value) } else { *value };
         super::number::render_like(&written, &self.written.text)
     }

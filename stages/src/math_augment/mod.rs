@@ -17,8 +17,6 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int64Array, StringArray};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-
-use perturb::Verdict;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +27,7 @@ use crate::math::number::Rational;
 use crate::schema::standard;
 use crate::stage::{Accepts, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
 use crate::table::Columns;
+use perturb::Verdict;
 
 pub struct MathAugment;
 
@@ -268,6 +267,7 @@ impl Stage for MathAugment {
         let constants: Vec<Rational> =
             params.constants.iter().filter_map(|c| Rational::parse(&c.to_string())).collect();
         let input = ctx.table("data")?;
+        let origin = ctx.input("data")?.origin.clone();
         ctx.progress().start(input.num_rows()? as u64, "problems");
         let mut writer = ctx.write_table("problems")?;
         let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
@@ -280,7 +280,7 @@ impl Stage for MathAugment {
             let (ids, families) = (cols.i64s("id")?, cols.strings("family")?);
             if let Some(id) = ids.values().iter().find(|&&id| !(0..MAX_SOURCE_ID).contains(&id)) {
                 return Err(StageError::data(
-                    "data",
+                    &origin,
                     format!(
                         "id {id}: the problems augmented need ids from 0 to 2^34 (a product's id is 2^40 + 64 * id + n)"
                     ),

@@ -183,7 +183,7 @@ fn render_solution(
     let mut rewrites = Rewrites::default();
     for (a, (literals, result)) in solution.annotations.iter().zip(steps) {
         for (lit, v) in a.expr.literals.iter().zip(literals) {
-            let text = render_like(&lit_written(lit.percent, v), &lit.written.text);
+            let text = lit.render(v);
             rewrites.put(a.expr_start + lit.written.start, a.expr_start + lit.written.end, text)?;
         }
         let (start, end) = a.result_range();
@@ -273,11 +273,6 @@ impl Rewrites {
         out.push_str(&text[at..]);
         out
     }
-}
-
-/// What a literal writes for the value it contributes (a percentage times 100).
-fn lit_written(percent: bool, value: &Rational) -> Rational {
-    if percent { value.checked_mul(Rational::int(100)).unwrap_or(*value) } else { *value }
 }
 
 /// A value written as `original` was: a word (capitalized alike) up to twenty, else digits.
