@@ -5,6 +5,7 @@
 //! context it is handed, writes its outputs through it, and is deterministic given its
 //! parameters, inputs and seed.
 
+pub mod code;
 pub mod context;
 pub mod device;
 pub mod error;

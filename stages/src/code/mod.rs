@@ -1,0 +1,6 @@
+//! The code half of the recipe: running model-written programs in a sandbox, the
+//! toolchains of each language, and the benchmarks' program layouts (HumanEval, MBPP,
+//! HumanEvalPack).
+
+pub mod language;
+pub mod sandbox;
