@@ -24,6 +24,7 @@ pub mod text;
 pub mod chat_format;
 pub mod decontaminate;
 pub mod dedup;
+pub mod eval_code;
 pub mod eval_math;
 pub mod math_augment;
 pub mod math_generate;

@@ -2,7 +2,7 @@
 
 use crate::stage::{KindOf, StageKind};
 use crate::{
-    chat_format, decontaminate, dedup, eval_math, math_augment, math_generate, math_parse, mix, pack, report,
+    chat_format, decontaminate, dedup, eval_code, eval_math, math_augment, math_generate, math_parse, mix, pack, report,
     source_code, source_json, source_jsonl, source_parquet, split, sql, tokenize, tokenizer_load, tokenizer_train,
     train,
 };
@@ -28,6 +28,7 @@ pub static BUILTIN: &[&dyn StageKind] = &[
     &KindOf::<pack::Pack>::new(),
     &KindOf::<train::Train>::new(),
     &KindOf::<eval_math::EvalMath>::new(),
+    &KindOf::<eval_code::EvalCode>::new(),
     &KindOf::<report::Report>::new(),
 ];
 

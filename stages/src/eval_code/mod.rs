@@ -1,0 +1,418 @@
+//! `eval.code`: code problems answered by a model (or by their own canonical
+//! solutions), each answer run with the problem's tests in the sandbox of
+//! [`crate::code::sandbox`], scored pass@k overall, per language and per family.
+//!
+//! Modes: `completion` continues the problem's prompt as HumanEval's harnesses do and
+//! cuts the continuation at the first stop sequence (Codex's `\nclass`, `\ndef`, `\n#`,
+//! `\nif`, `\nprint`); `chat` sends the problem's instruction as a ChatML user turn and
+//! runs the code of the answer's first fenced block, after the prompt's imports.
+//!
+//! Decoding is greedy (one sample per problem, pass@1). Every sample's row keeps its
+//! completion, status (`passed`, `failed`, `timeout`, `memory`, `error`), the tail of
+//! stderr and its time; the stage's metrics record which isolation mechanisms were used.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::code::execute::{Executor, Status};
+use crate::code::language::{Language, Toolchain};
+use crate::code::problem::CodeProblem;
+use crate::code::sandbox::{Isolation, Limits, Sandbox};
+use crate::context::StageContext;
+use crate::error::{Result, StageError};
+use crate::model::{checkpoint, generate};
+use crate::schema::standard;
+use crate::stage::{Accepts, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
+use crate::table::Columns;
+use crate::template::{Message, Template};
+use crate::tokenizer_train::{self, tok_err};
+
+pub mod pass_at_k;
+
+pub struct EvalCode;
+
+/// How the model is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The model continues the prompt (HumanEval's form).
+    #[default]
+    Completion,
+    /// The instruction as a chat turn; the code of the answer's fenced block.
+    Chat,
+}
+
+/// What is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outputs {
+    /// The model's answers (inputs `model` and `tokenizer`).
+    #[default]
+    Model,
+    /// Each problem's canonical solution, without a model: the check that the problems,
+    /// their tests and the toolchains agree (every one should pass).
+    Solutions,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    pub mode: Mode,
+    pub outputs: Outputs,
+    /// The languages the problems may be in; each toolchain must run in the sandbox.
+    pub languages: Vec<Language>,
+    pub template: Template,
+    /// The system message of chat mode; empty for none.
+    pub system: String,
+    /// Completion mode cuts the continuation at the first of these.
+    pub stop: Vec<String>,
+    pub max_new_tokens: usize,
+    pub batch_size: usize,
+    /// Evaluate only the first N problems (0: all).
+    pub limit: usize,
+    /// Seconds each program may run (and, separately, compile).
+    pub timeout: f64,
+    /// Address space of each program, MiB (the JVM, V8 and Go get at least what they
+    /// reserve).
+    pub memory_mb: u64,
+    /// Processes and threads each program may start.
+    pub processes: u64,
+    /// Programs run at once (0: one per core).
+    pub workers: usize,
+    /// `strict`: every sandbox mechanism or fail; `available`: what this machine has.
+    pub isolation: Isolation,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            mode: Mode::Completion,
+            outputs: Outputs::Model,
+            languages: vec![Language::Python],
+            template: Template::Chatml,
+            system: String::new(),
+            stop: ["\nclass", "\ndef", "\n#", "\nif", "\nprint", "\n```"].map(String::from).to_vec(),
+            max_new_tokens: 512,
+            batch_size: 16,
+            limit: 0,
+            timeout: 10.0,
+            memory_mb: 2048,
+            processes: 32,
+            workers: 0,
+            isolation: Isolation::Strict,
+        }
+    }
+}
+
+impl Params {
+    fn limits(&self) -> Limits {
+        Limits {
+            time: std::time::Duration::from_secs_f64(self.timeout),
+            memory_bytes: self.memory_mb << 20,
+            processes: self.processes,
+            ..Limits::default()
+        }
+    }
+
+    fn sandbox(&self) -> Result<Sandbox> {
+        Sandbox::probe(self.isolation, self.limits()).map_err(|e| StageError::param("isolation", e.to_string()))
+    }
+}
+
+impl Stage for EvalCode {
+    type Params = Params;
+    const KIND: &'static str = "eval.code";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str =
+        "run model-written code with the problems' tests in a sandbox; pass@1 per language and family";
+    const USES_DEVICE: bool = true;
+
+    fn inputs() -> &'static [InputDecl] {
+        &[
+            InputDecl {
+                name: "model",
+                accepts: Accepts::Files("model"),
+                about: "a trained model (none with `outputs: solutions`)",
+                optional: true,
+            },
+            InputDecl {
+                name: "tokenizer",
+                accepts: Accepts::Files("tokenizer"),
+                about: "its tokenizer (none with `outputs: solutions`)",
+                optional: true,
+            },
+            InputDecl {
+                name: "data",
+                accepts: Accepts::Table(&[
+                    ("id", "int64"),
+                    ("task_id", "string"),
+                    ("family", "string"),
+                    ("language", "string"),
+                    ("prompt", "string"),
+                    ("instruction", "string"),
+                    ("canonical_solution", "string"),
+                    ("test", "string"),
+                ]),
+                about: "code problems (`source.code`, `code.generate`)",
+                optional: false,
+            },
+        ]
+    }
+
+    fn check(params: &Params) -> Result<()> {
+        if params.batch_size == 0 {
+            return Err(StageError::param("batch_size", "must be at least 1"));
+        }
+        if params.max_new_tokens == 0 {
+            return Err(StageError::param("max_new_tokens", "must be at least 1"));
+        }
+        if !(params.timeout > 0.0 && params.timeout <= 3600.0) {
+            return Err(StageError::param("timeout", "must be between 0 and 3600 seconds"));
+        }
+        if params.languages.is_empty() {
+            return Err(StageError::param("languages", "name at least one language"));
+        }
+        // A missing toolchain is a plan error, not a surprise after hours of generation.
+        let sandbox = params.sandbox()?;
+        for &language in &params.languages {
+            Toolchain::find(language, &sandbox).map_err(|e| StageError::param("languages", e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn outputs(params: &Params, inputs: &InputArtifacts) -> Result<Vec<OutputDecl>> {
+        let with_model = inputs.contains_key("model") && inputs.contains_key("tokenizer");
+        match params.outputs {
+            Outputs::Model if !with_model => {
+                return Err(StageError::param(
+                    "outputs",
+                    "running a model's code needs the inputs `model` and `tokenizer` (or `outputs: solutions` without them)",
+                ));
+            }
+            Outputs::Solutions if inputs.contains_key("model") || inputs.contains_key("tokenizer") => {
+                return Err(StageError::param("outputs", "`solutions` runs the problems' own solutions: give no model"));
+            }
+            _ => {}
+        }
+        Ok(vec![OutputDecl::table("samples", standard::code_samples())])
+    }
+
+    fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
+        let mut problems = read_problems(ctx, params)?;
+        if params.limit > 0 {
+            problems.truncate(params.limit);
+        }
+        let sandbox = params.sandbox()?;
+        let mechanisms: Vec<&str> = sandbox.mechanisms.list().iter().map(|m| m.name()).collect();
+        let executor = Executor::new(sandbox, &params.languages).map_err(|e| StageError::param("languages", e.to_string()))?;
+
+        let completions: Vec<String> = match params.outputs {
+            Outputs::Solutions => problems.iter().map(|(_, _, p)| p.canonical_solution.clone()).collect(),
+            Outputs::Model => generate_completions(params, ctx, &problems)?,
+        };
+        let programs: Vec<String> = problems
+            .iter()
+            .zip(&completions)
+            .map(|((_, _, p), c)| match (params.outputs, params.mode) {
+                (Outputs::Model, Mode::Chat) => p.program_from_answer(c),
+                _ => p.program(c),
+            })
+            .collect();
+
+        ctx.progress().start(programs.len() as u64, "programs");
+        let progress = ctx.progress();
+        let workers = if params.workers == 0 { rayon::current_num_threads() } else { params.workers };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(workers)
+            .build()
+            .map_err(|e| StageError::Internal(format!("cannot start {workers} workers: {e}")))?;
+        let executions = pool.install(|| {
+            problems
+                .par_iter()
+                .zip(&programs)
+                .map(|((_, _, p), program)| {
+                    let run = executor.execute(p.language, program).map_err(|e| StageError::data(&p.task_id, e.to_string()));
+                    progress.advance(1);
+                    run
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+
+        let mut writer = ctx.write_table("samples")?;
+        let strings = |f: &dyn Fn(usize) -> String| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values((0..problems.len()).map(f)))
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(problems.iter().map(|(id, _, _)| *id))),
+            strings(&|i| problems[i].2.task_id.clone()),
+            strings(&|i| problems[i].1.clone()),
+            strings(&|i| problems[i].2.language.name().to_string()),
+            Arc::new(Int64Array::from_iter_values(problems.iter().map(|_| 0))),
+            strings(&|i| completions[i].clone()),
+            strings(&|i| executions[i].status.name().to_string()),
+            strings(&|i| executions[i].stderr.clone()),
+            Arc::new(Float64Array::from_iter_values(executions.iter().map(|e| e.seconds))),
+        ];
+        writer.write_columns(columns)?;
+        writer.finish()?;
+
+        let passed: Vec<bool> = executions.iter().map(|e| e.status == Status::Passed).collect();
+        let pass_at_1 = share(&passed);
+        let by = |keys: &dyn Fn(usize) -> String| -> BTreeMap<String, f64> {
+            let mut groups: BTreeMap<String, Vec<bool>> = BTreeMap::new();
+            for (i, &p) in passed.iter().enumerate() {
+                groups.entry(keys(i)).or_default().push(p);
+            }
+            groups.into_iter().map(|(k, v)| (k, share(&v))).collect()
+        };
+        let per_language = by(&|i| problems[i].2.language.name().to_string());
+        let per_family = by(&|i| problems[i].1.clone());
+        let mut statuses: BTreeMap<&str, usize> = Status::ALL.iter().map(|s| (s.name(), 0)).collect();
+        for e in &executions {
+            *statuses.entry(e.status.name()).or_default() += 1;
+        }
+        let percent = crate::eval_math::percent;
+        let families_line: Vec<String> = per_family.iter().map(|(f, a)| format!("{f} {}", percent(*a))).collect();
+        let scored = match params.outputs {
+            Outputs::Model => "",
+            Outputs::Solutions => " (canonical solutions)",
+        };
+        Ok(StageReport::default()
+            .metric("mode", params.mode)
+            .metric("problems", problems.len())
+            .metric("samples", executions.len())
+            .metric("pass@1", pass_at_1)
+            .metric("pass@1_per_language", &per_language)
+            .metric("pass@1_per_family", &per_family)
+            .metric("statuses", &statuses)
+            .metric("isolation", &mechanisms)
+            .summary(format!(
+                "pass@1 {} on {} problems{scored} ({})",
+                percent(pass_at_1),
+                problems.len(),
+                families_line.join(", ")
+            )))
+    }
+}
+
+fn share(values: &[bool]) -> f64 {
+    values.iter().filter(|&&v| v).count() as f64 / values.len().max(1) as f64
+}
+
+/// The input's problems with their ids; a language outside `languages` is an error.
+fn read_problems(ctx: &StageContext, params: &Params) -> Result<Vec<(i64, String, CodeProblem)>> {
+    let mut problems = Vec::new();
+    for batch in ctx.table("data")?.batches() {
+        let batch = batch?;
+        let c = Columns::new(&batch);
+        let (ids, task_ids, languages) = (c.i64s("id")?, c.strings("task_id")?, c.strings("language")?);
+        let (prompts, instructions) = (c.strings("prompt")?, c.strings("instruction")?);
+        let (solutions, tests) = (c.strings("canonical_solution")?, c.strings("test")?);
+        let entry_points = c.strings("entry_point").ok();
+        let families = c.strings("family")?;
+        for r in 0..batch.num_rows() {
+            let language = Language::parse(languages.value(r))
+                .filter(|l| params.languages.contains(l))
+                .ok_or_else(|| {
+                    StageError::param(
+                        "languages",
+                        format!(
+                            "problem {} is in `{}`, which is not among the stage's languages",
+                            task_ids.value(r),
+                            languages.value(r)
+                        ),
+                    )
+                })?;
+            problems.push((
+                ids.value(r),
+                families.value(r).to_string(),
+                CodeProblem {
+                    task_id: task_ids.value(r).to_string(),
+                    language,
+                    prompt: prompts.value(r).to_string(),
+                    instruction: instructions.value(r).to_string(),
+                    entry_point: entry_points.map_or(String::new(), |e| e.value(r).to_string()),
+                    canonical_solution: solutions.value(r).to_string(),
+                    test: tests.value(r).to_string(),
+                },
+            ));
+        }
+    }
+    Ok(problems)
+}
+
+/// The model's completions: the prompt continued up to a stop sequence (completion
+/// mode) or the answer to the instruction (chat mode).
+fn generate_completions(params: &Params, ctx: &StageContext, problems: &[(i64, String, CodeProblem)]) -> Result<Vec<String>> {
+    let model = checkpoint::load(ctx.files("model")?)?;
+    let tokenizer = tokenizer_train::load(ctx.files("tokenizer")?)?;
+    let stop_token = params.template.end_of_turn();
+    let stop = tokenizer
+        .token_to_id(stop_token)
+        .ok_or_else(|| StageError::Tokenizer(format!("the tokenizer has no `{stop_token}` token")))?;
+    let prompts: Vec<String> = problems
+        .iter()
+        .map(|(_, _, p)| match params.mode {
+            Mode::Completion => p.prompt.clone(),
+            Mode::Chat => {
+                let mut messages = Vec::new();
+                if !params.system.is_empty() {
+                    messages.push(Message::new("system", &params.system));
+                }
+                messages.push(Message::new("user", &p.instruction));
+                params.template.prompt(&messages)
+            }
+        })
+        .collect();
+    let encoded: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| Ok(tokenizer.encode(p.as_str(), false).map_err(tok_err)?.get_ids().to_vec()))
+        .collect::<Result<_>>()?;
+    ctx.progress().start(problems.len() as u64, "problems generated");
+    let progress = ctx.progress();
+    let outputs: Vec<Vec<u32>> = encoded
+        .par_chunks(params.batch_size)
+        .map(|batch| {
+            let out = generate::greedy(&model, batch, stop, params.max_new_tokens)?;
+            progress.advance(batch.len() as u64);
+            Ok(out)
+        })
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    outputs
+        .iter()
+        .map(|o| {
+            let text = tokenizer.decode(o, false).map_err(tok_err)?;
+            Ok(match params.mode {
+                Mode::Completion => cut_at_stop(&text, &params.stop).to_string(),
+                Mode::Chat => fenced_code(&text).to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The text before the first stop sequence.
+pub fn cut_at_stop<'a>(text: &'a str, stops: &[String]) -> &'a str {
+    let end = stops.iter().filter_map(|s| text.find(s.as_str())).min().unwrap_or(text.len());
+    &text[..end]
+}
+
+/// The code of the first fenced block (```lang … ```), or the whole answer without one.
+pub fn fenced_code(answer: &str) -> &str {
+    let Some(open) = answer.find("```") else { return answer };
+    let after = &answer[open + 3..];
+    let body = after.find('\n').map_or("", |n| &after[n + 1..]);
+    match body.find("```") {
+        Some(close) => &body[..close],
+        None => body,
+    }
+}
+
+#[cfg(test)]
+mod tests;
