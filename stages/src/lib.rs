@@ -30,6 +30,7 @@ pub mod math_augment;
 pub mod math_generate;
 pub mod math_parse;
 pub mod mix;
+pub mod model_load;
 pub mod pack;
 pub mod report;
 pub mod source_code;

@@ -2,9 +2,9 @@
 
 use crate::stage::{KindOf, StageKind};
 use crate::{
-    chat_format, decontaminate, dedup, eval_code, eval_math, math_augment, math_generate, math_parse, mix, pack, report,
-    source_code, source_json, source_jsonl, source_parquet, split, sql, tokenize, tokenizer_load, tokenizer_train,
-    train,
+    chat_format, decontaminate, dedup, eval_code, eval_math, math_augment, math_generate, math_parse, mix, model_load,
+    pack, report, source_code, source_json, source_jsonl, source_parquet, split, sql, tokenize, tokenizer_load,
+    tokenizer_train, train,
 };
 
 /// The built-in kinds, in pipeline order.
@@ -26,6 +26,7 @@ pub static BUILTIN: &[&dyn StageKind] = &[
     &KindOf::<tokenizer_load::TokenizerLoad>::new(),
     &KindOf::<tokenize::Tokenize>::new(),
     &KindOf::<pack::Pack>::new(),
+    &KindOf::<model_load::ModelLoad>::new(),
     &KindOf::<train::Train>::new(),
     &KindOf::<eval_math::EvalMath>::new(),
     &KindOf::<eval_code::EvalCode>::new(),

@@ -59,3 +59,107 @@ fn humaneval_canonical_solutions_all_pass_and_empty_completions_all_fail() {
     let passed: Vec<_> = empty.iter().filter(|(_, s, _)| *s == Status::Passed).map(|(t, _, _)| t).collect();
     assert!(passed.is_empty(), "empty completions that passed: {passed:?}");
 }
+
+/// A tiny random Qwen2 checkpoint and a tokenizer trained on `texts`, as a Hugging Face
+/// folder would hold them.
+fn tiny_hf_model(dir: &std::path::Path, texts: &[String]) {
+    use kiln_stages::{model, tokenizer_train};
+    std::fs::create_dir_all(dir).unwrap();
+    let params = tokenizer_train::Params { vocab_size: 300, ..Default::default() };
+    let tokenizer = tokenizer_train::train(&params, texts).unwrap();
+    tokenizer_train::save(&tokenizer, dir).unwrap();
+    let config: model::config::Qwen2Config = serde_json::from_value(serde_json::json!({
+        "vocab_size": tokenizer.get_vocab_size(true), "hidden_size": 32, "intermediate_size": 64,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+        "max_position_embeddings": 2048, "tie_word_embeddings": true,
+    }))
+    .unwrap();
+    let (m, _) = model::Model::init(&config, 7).unwrap();
+    model::checkpoint::save(&m, dir).unwrap();
+}
+
+/// `pipelines/humaneval.yaml` on the real HumanEval and MBPP records with a (tiny,
+/// random) Hugging Face model: the canonical solutions all pass, the model's
+/// completions are run and scored, one row per sample.
+#[test]
+fn the_humaneval_pipeline_scores_a_model_and_the_canonical_solutions() {
+    let work = super::Workdir::new();
+    let he = humaneval_file();
+    let texts: Vec<String> = humaneval().iter().map(|p| format!("{}{}", p.prompt, p.canonical_solution)).collect();
+    let hf = work.path().join("hf");
+    tiny_hf_model(&hf, &texts);
+    let sets = [
+        format!("model.with.path={}", hf.display()),
+        format!("tokenizer.with.path={}", hf.join("tokenizer.json").display()),
+        format!("humaneval.with.path={he}"),
+        "mbpp.with.path=tests/fixtures/mbpp.jsonl".to_string(),
+        "eval_humaneval.with.limit=6".into(),
+        "eval_humaneval.with.max_new_tokens=16".into(),
+        "eval_mbpp.with.limit=4".into(),
+        "eval_mbpp.with.max_new_tokens=16".into(),
+    ];
+    let mut args = vec!["run", "pipelines/humaneval.yaml"];
+    for s in &sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    work.ok(&args);
+    let manifest = work.last_manifest();
+    let stage = |name: &str| manifest["stages"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone();
+    assert_eq!(stage("gold_humaneval")["metrics"]["pass@1"], 1.0, "{}", stage("gold_humaneval"));
+    assert_eq!(stage("gold_humaneval")["metrics"]["problems"], 164);
+    assert_eq!(stage("gold_mbpp")["metrics"]["pass@1"], 1.0, "{}", stage("gold_mbpp"));
+    let eval = stage("eval_humaneval");
+    assert_eq!(eval["metrics"]["samples"], 6, "{eval}");
+    let statuses = &eval["metrics"]["statuses"];
+    let total: u64 =
+        ["passed", "failed", "timeout", "memory", "error"].iter().map(|s| statuses[s].as_u64().unwrap()).sum();
+    assert_eq!(total, 6, "{statuses}");
+    assert_eq!(stage("eval_mbpp")["metrics"]["samples"], 4);
+}
+
+/// Sandbox processes whose work folder belongs to the kiln process `pid`.
+fn sandboxes_of(pid: u32) -> Vec<String> {
+    let prefix = format!("kiln-sample-{pid}-");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
+            let name = cwd.file_name()?.to_string_lossy().to_string();
+            name.starts_with(&prefix).then(|| format!("{}: {}", e.file_name().to_string_lossy(), cwd.display()))
+        })
+        .collect()
+}
+
+/// An `eval.code` stage killed with SIGKILL while its programs run leaves no sandbox
+/// process behind and no cache entry; the next run runs it again.
+#[test]
+fn a_killed_eval_leaves_no_sandbox_process_and_no_entry() {
+    let work = super::Workdir::new();
+    let record = serde_json::json!({
+        "task_id": "Slow/0", "prompt": "def f():\n", "entry_point": "f",
+        "canonical_solution": "    import os, time\n    if os.fork() == 0:\n        os.setsid()\n    time.sleep(600)\n",
+        "test": "def check(candidate):\n    candidate()\n",
+    });
+    let problems = work.path().join("slow.jsonl");
+    std::fs::write(&problems, format!("{record}\n{record}\n")).unwrap();
+    let pipeline = work.path().join("slow.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name: slow\nstages:\n  problems:\n    uses: source.code\n    with: {{ path: {} }}\n  \
+             gold:\n    uses: eval.code\n    from: {{ data: problems }}\n    with: {{ outputs: solutions, timeout: 600, workers: 2 }}\n",
+            problems.display()
+        ),
+    )
+    .unwrap();
+    let pipeline = pipeline.display().to_string();
+    let mut kiln = work.spawn(&["run", &pipeline], std::process::Stdio::null());
+    let pid = kiln.id();
+    super::wait_for("two sandboxes with their forked children", || (sandboxes_of(pid).len() >= 4).then_some(()));
+    kiln.kill().unwrap();
+    kiln.wait().unwrap();
+    super::wait_for("every sandbox process to end", || sandboxes_of(pid).is_empty().then_some(()));
+    let plan = work.ok(&["plan", &pipeline]);
+    assert!(plan.lines().any(|l| l.starts_with("gold ") && l.contains("will run")), "{plan}");
+}

@@ -194,7 +194,10 @@ impl Stage for EvalCode {
                 ));
             }
             Outputs::Solutions if inputs.contains_key("model") || inputs.contains_key("tokenizer") => {
-                return Err(StageError::param("outputs", "`solutions` runs the problems' own solutions: give no model"));
+                return Err(StageError::param(
+                    "outputs",
+                    "`solutions` runs the problems' own solutions: give no model",
+                ));
             }
             _ => {}
         }
@@ -208,7 +211,8 @@ impl Stage for EvalCode {
         }
         let sandbox = params.sandbox()?;
         let mechanisms: Vec<&str> = sandbox.mechanisms.list().iter().map(|m| m.name()).collect();
-        let executor = Executor::new(sandbox, &params.languages).map_err(|e| StageError::param("languages", e.to_string()))?;
+        let executor =
+            Executor::new(sandbox, &params.languages).map_err(|e| StageError::param("languages", e.to_string()))?;
 
         let completions: Vec<String> = match params.outputs {
             Outputs::Solutions => problems.iter().map(|(_, _, p)| p.canonical_solution.clone()).collect(),
@@ -235,7 +239,8 @@ impl Stage for EvalCode {
                 .par_iter()
                 .zip(&programs)
                 .map(|((_, _, p), program)| {
-                    let run = executor.execute(p.language, program).map_err(|e| StageError::data(&p.task_id, e.to_string()));
+                    let run =
+                        executor.execute(p.language, program).map_err(|e| StageError::data(&p.task_id, e.to_string()));
                     progress.advance(1);
                     run
                 })
@@ -315,9 +320,8 @@ fn read_problems(ctx: &StageContext, params: &Params) -> Result<Vec<(i64, String
         let entry_points = c.strings("entry_point").ok();
         let families = c.strings("family")?;
         for r in 0..batch.num_rows() {
-            let language = Language::parse(languages.value(r))
-                .filter(|l| params.languages.contains(l))
-                .ok_or_else(|| {
+            let language =
+                Language::parse(languages.value(r)).filter(|l| params.languages.contains(l)).ok_or_else(|| {
                     StageError::param(
                         "languages",
                         format!(
@@ -347,7 +351,11 @@ fn read_problems(ctx: &StageContext, params: &Params) -> Result<Vec<(i64, String
 
 /// The model's completions: the prompt continued up to a stop sequence (completion
 /// mode) or the answer to the instruction (chat mode).
-fn generate_completions(params: &Params, ctx: &StageContext, problems: &[(i64, String, CodeProblem)]) -> Result<Vec<String>> {
+fn generate_completions(
+    params: &Params,
+    ctx: &StageContext,
+    problems: &[(i64, String, CodeProblem)],
+) -> Result<Vec<String>> {
     let model = checkpoint::load(ctx.files("model")?)?;
     let tokenizer = tokenizer_train::load(ctx.files("tokenizer")?)?;
     let stop_token = params.template.end_of_turn();

@@ -58,11 +58,13 @@ fn the_samples_are_the_same_bytes_on_a_rerun_but_for_their_times() {
     let data = problems(&dir.path().join("in"), &["    return x * 2\n", "    return 0\n"]);
     let mut seen = Vec::new();
     for out in ["a", "b"] {
-        testing::run::<EvalCode>("{ outputs: solutions }", vec![("data", data.clone())], &dir.path().join(out), 0).unwrap();
+        testing::run::<EvalCode>("{ outputs: solutions }", vec![("data", data.clone())], &dir.path().join(out), 0)
+            .unwrap();
         let batches = testing::read(&dir.path().join(out).join("samples"));
         let c = Columns::new(&batches[0]);
-        let rows: Vec<(String, String)> =
-            (0..2).map(|r| (c.strings("completion").unwrap().value(r).into(), c.strings("status").unwrap().value(r).into())).collect();
+        let rows: Vec<(String, String)> = (0..2)
+            .map(|r| (c.strings("completion").unwrap().value(r).into(), c.strings("status").unwrap().value(r).into()))
+            .collect();
         seen.push(rows);
     }
     assert_eq!(seen[0], seen[1]);
@@ -73,7 +75,10 @@ fn completions_are_cut_at_the_first_stop_and_answers_give_their_fenced_code() {
     let stops = Params::default().stop;
     assert_eq!(cut_at_stop("    return 1\n\ndef other():\n", &stops), "    return 1\n");
     assert_eq!(cut_at_stop("    return 1\n", &stops), "    return 1\n");
-    assert_eq!(fenced_code("Here:\n```python\ndef f(x):\n    return 2 * x\n```\nDone."), "def f(x):\n    return 2 * x\n");
+    assert_eq!(
+        fenced_code("Here:\n```python\ndef f(x):\n    return 2 * x\n```\nDone."),
+        "def f(x):\n    return 2 * x\n"
+    );
     assert_eq!(fenced_code("def f(x): return x"), "def f(x): return x");
 }
 
@@ -85,5 +90,7 @@ fn bad_parameters_are_named() {
     assert!(matches!(EvalCode::check(&p), Err(StageError::Param { path, .. }) if path == "languages"));
     let data = ("data".to_string(), Artifact::Table(standard::code_problems().clone()));
     let without: InputArtifacts = [data].into_iter().collect();
-    assert!(matches!(EvalCode::outputs(&Params::default(), &without), Err(StageError::Param { path, .. }) if path == "outputs"));
+    assert!(
+        matches!(EvalCode::outputs(&Params::default(), &without), Err(StageError::Param { path, .. }) if path == "outputs")
+    );
 }
