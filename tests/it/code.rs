@@ -163,3 +163,39 @@ fn a_killed_eval_leaves_no_sandbox_process_and_no_entry() {
     let plan = work.ok(&["plan", &pipeline]);
     assert!(plan.lines().any(|l| l.starts_with("gold ") && l.contains("will run")), "{plan}");
 }
+
+/// HumanEvalPack's records (real ones, from the octopack repository) in every language
+/// whose toolchain runs here: the canonical solutions pass and the buggy ones do not.
+/// A language without its toolchain says "skipped" and names what is missing.
+#[test]
+fn humanevalpack_canonical_solutions_pass_and_buggy_ones_fail_in_each_language() {
+    let sandbox = Sandbox::probe(Isolation::Strict, Limits::default()).unwrap_or_else(|e| panic!("{e}"));
+    let mut ran = Vec::new();
+    for lang in ["python", "js", "cpp", "java", "go", "rust"] {
+        let path = super::repo().join(format!("tests/fixtures/humanevalpack-{lang}.jsonl"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let records: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let problems: Vec<CodeProblem> = records
+            .iter()
+            .map(|r| from_record(Format::Humanevalpack, r).unwrap_or_else(|e| panic!("{lang}: {e:?}")))
+            .collect();
+        let language = problems[0].language;
+        let executor = match Executor::new(sandbox.clone(), &[language]) {
+            Ok(executor) => executor,
+            Err(missing) => {
+                println!("humanevalpack {lang}: skipped ({missing})");
+                continue;
+            }
+        };
+        for (record, p) in records.iter().zip(&problems) {
+            let canonical = executor.execute(language, &p.program(&p.canonical_solution)).unwrap();
+            assert_eq!(canonical.status, Status::Passed, "{}: {}", p.task_id, canonical.stderr);
+            let buggy = record["buggy_solution"].as_str().unwrap();
+            let run = executor.execute(language, &p.program(buggy)).unwrap();
+            assert_ne!(run.status, Status::Passed, "{}: the buggy solution passed", p.task_id);
+        }
+        ran.push(lang);
+    }
+    println!("humanevalpack: ran {ran:?}");
+    assert!(ran.contains(&"python"));
+}

@@ -142,6 +142,8 @@ impl Executor {
 fn judge(language: Language, outcome: &Outcome) -> Status {
     let stderr = outcome.stderr_text();
     match outcome.exit {
+        // HumanEvalPack's JavaScript tests use console.assert, which only prints.
+        Exit::Code(0) if language == Language::Javascript && stderr.contains("Assertion failed") => Status::Failed,
         Exit::Code(0) => Status::Passed,
         Exit::Timeout => Status::Timeout,
         Exit::OutputLimit => Status::Failed,
