@@ -28,7 +28,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-pub use schedule::{Decay, Schedule};
+pub use schedule::{Decay, Schedule, Warmup};
 
 use crate::context::StageContext;
 use crate::error::{Result, StageError};

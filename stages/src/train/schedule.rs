@@ -1,7 +1,12 @@
-//! Learning-rate schedules: linear warm-up, then cosine, constant or linear decay, with
-//! the per-step values of the Hugging Face schedulers of those names
-//! (`get_cosine_schedule_with_warmup` and friends: step 0 of a warm-up has factor 0, the
-//! warm-up lasts `ceil(ratio * steps)` steps).
+//! Learning-rate schedules: a warm-up (linear, or of cosine shape), then cosine,
+//! constant or linear decay, with the per-step values of the Hugging Face schedulers of
+//! those names (`get_cosine_schedule_with_warmup` and friends: step 0 of a warm-up has
+//! factor 0, the warm-up lasts `ceil(ratio * steps)` steps).
+//!
+//! Code-Qwen's multi-stage SFT: "the learning rate increases to the peaking value with
+//! the cosine learning rate schedule (3% warm-up steps) and remains constant" is
+//! `{ warmup: cosine, warmup_ratio: 0.03, decay: constant }`: during the warm-up the
+//! factor is 0.5 (1 - cos(pi step / warmup)), after it 1.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,9 +18,21 @@ pub enum Decay {
     Linear,
 }
 
+/// The shape of the warm-up from 0 to the peak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Warmup {
+    /// step / warmup (Hugging Face's).
+    #[default]
+    Linear,
+    /// 0.5 (1 - cos(pi step / warmup)): slow at both ends.
+    Cosine,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Schedule {
+    pub warmup: Warmup,
     pub warmup_ratio: f64,
     pub decay: Decay,
     /// For cosine: the floor, as a fraction of the peak (`cosine_with_min_lr`).
@@ -24,7 +41,7 @@ pub struct Schedule {
 
 impl Default for Schedule {
     fn default() -> Self {
-        Schedule { warmup_ratio: 0.03, decay: Decay::Cosine, min_lr_ratio: 0.0 }
+        Schedule { warmup: Warmup::Linear, warmup_ratio: 0.03, decay: Decay::Cosine, min_lr_ratio: 0.0 }
     }
 }
 
@@ -37,7 +54,11 @@ impl Schedule {
     pub fn factor(&self, step: u64, total: u64) -> f64 {
         let warmup = self.warmup_steps(total);
         if step < warmup {
-            return step as f64 / warmup.max(1) as f64;
+            let rise = step as f64 / warmup.max(1) as f64;
+            return match self.warmup {
+                Warmup::Linear => rise,
+                Warmup::Cosine => 0.5 * (1.0 - (std::f64::consts::PI * rise).cos()),
+            };
         }
         let progress = (step - warmup) as f64 / (total.saturating_sub(warmup)).max(1) as f64;
         match self.decay {
@@ -74,5 +95,18 @@ mod tests {
         assert_eq!(constant.factor(99, 100), 1.0);
         let floor = Schedule { min_lr_ratio: 0.1, ..cosine };
         assert!((floor.factor(100, 100) - 0.1).abs() < 1e-12);
+    }
+
+    /// Code-Qwen's schedule, with the values a user computes by hand: 100 steps, 3 of
+    /// warm-up: 0, 0.5 (1 - cos(pi/3)) = 0.25, 0.5 (1 - cos(2 pi/3)) = 0.75, then 1 to
+    /// the end.
+    #[test]
+    fn a_cosine_warm_up_then_constant_rises_as_computed_by_hand() {
+        let code_qwen = Schedule { warmup: Warmup::Cosine, warmup_ratio: 0.03, decay: Decay::Constant, min_lr_ratio: 0.0 };
+        let factors: Vec<f64> = (0..6).map(|s| code_qwen.factor(s, 100)).collect();
+        for (got, want) in factors.iter().zip([0.0, 0.25, 0.75, 1.0, 1.0, 1.0]) {
+            assert!((got - want).abs() < 1e-12, "{factors:?}");
+        }
+        assert_eq!(code_qwen.factor(99, 100), 1.0);
     }
 }
