@@ -22,6 +22,7 @@ pub mod testing;
 pub mod text;
 
 pub mod chat_format;
+pub mod code_generate;
 pub mod decontaminate;
 pub mod dedup;
 pub mod eval_code;

@@ -2,7 +2,7 @@
 
 use crate::stage::{KindOf, StageKind};
 use crate::{
-    chat_format, decontaminate, dedup, eval_code, eval_math, math_augment, math_generate, math_parse, mix, model_load,
+    chat_format, code_generate, decontaminate, dedup, eval_code, eval_math, math_augment, math_generate, math_parse, mix, model_load,
     pack, report, source_code, source_json, source_jsonl, source_parquet, split, sql, tokenize, tokenizer_load,
     tokenizer_train, train,
 };
@@ -16,6 +16,7 @@ pub static BUILTIN: &[&dyn StageKind] = &[
     &KindOf::<math_generate::MathGenerate>::new(),
     &KindOf::<math_parse::MathParse>::new(),
     &KindOf::<math_augment::MathAugment>::new(),
+    &KindOf::<code_generate::CodeGenerate>::new(),
     &KindOf::<dedup::Dedup>::new(),
     &KindOf::<decontaminate::Decontaminate>::new(),
     &KindOf::<split::Split>::new(),

@@ -67,6 +67,17 @@ impl CodeProblem {
         format!("{}{}\n{}\n", self.prompt, completion, self.test)
     }
 
+    /// A chat answer that passes: the canonical solution completing the prompt (or, for
+    /// MBPP, the code alone), in a fenced block.
+    pub fn answer(&self) -> String {
+        let code = if self.prompt.starts_with("\"\"\"\n") && self.language == Language::Python {
+            self.canonical_solution.clone() // MBPP: the prompt is a docstring, the solution whole
+        } else {
+            format!("{}{}", self.prompt, self.canonical_solution)
+        };
+        format!("```{}\n{}\n```", self.language.name(), code.trim_end())
+    }
+
     /// The program testing `code`, a whole answer (in chat mode): the prompt's imports
     /// and includes (an answer often leaves them out), the code, the tests.
     pub fn program_from_answer(&self, code: &str) -> String {

@@ -23,6 +23,7 @@ fn problems(dir: &std::path::Path, bodies: &[&str]) -> crate::context::Slot {
             text(&|_| "f".into()),
             text(&|i| bodies[i].to_string()),
             text(&|_| "def check(candidate):\n    assert candidate(2) == 4\ncheck(f)".into()),
+            text(&|_| String::new()),
         ],
     )
 }

@@ -103,6 +103,7 @@ impl Stage for SourceCode {
             column(&|p| &p.entry_point),
             column(&|p| &p.canonical_solution),
             column(&|p| &p.test),
+            Arc::new(StringArray::from_iter_values(problems.iter().map(|(_, p)| p.answer()))),
         ];
         let mut writer = ctx.write_table("problems")?;
         writer.write_columns(columns)?;
