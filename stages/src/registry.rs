@@ -2,9 +2,9 @@
 
 use crate::stage::{KindOf, StageKind};
 use crate::{
-    chat_format, code_generate, decontaminate, dedup, eval_code, eval_math, math_augment, math_generate, math_parse, mix, model_load,
-    pack, report, source_code, source_json, source_jsonl, source_parquet, split, sql, tokenize, tokenizer_load,
-    tokenizer_train, train,
+    chat_format, code_generate, decontaminate, dedup, eval_code, eval_math, math_augment, math_generate, math_parse,
+    mix, model_load, pack, report, source_code, source_json, source_jsonl, source_parquet, split, sql, tokenize,
+    tokenizer_load, tokenizer_train, train,
 };
 
 /// The built-in kinds, in pipeline order.

@@ -303,7 +303,9 @@ mod tests {
                 "duplicates",
                 "contamination",
                 "augmented",
-                "math_problems"
+                "math_problems",
+                "code_problems",
+                "code_samples"
             ]
         );
         assert!(standard::packed().column("seq_lens").is_some());

@@ -108,6 +108,12 @@ fn the_recipes_plan() {
     let plan = work.ok(&["plan", "pipelines/math-qwen-7b.yaml", "--set", &tokenizer, "--set", &init]);
     assert!(plan.lines().any(|l| l.starts_with("sft ") && l.contains("will run")), "{plan}");
 
+    let he = super::code::humaneval_file();
+    let humaneval = format!("humaneval.with.path={he}");
+    let plan =
+        work.ok(&["plan", "pipelines/code-qwen-7b.yaml", "--set", &tokenizer, "--set", &init, "--set", &humaneval]);
+    assert!(plan.lines().any(|l| l.starts_with("sft_2 ") && l.contains("will run")), "{plan}");
+
     let plan = work.ok(&["plan", "pipelines/math-sft-two-stage.yaml"]);
     let stages: Vec<&str> = plan.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
     let at = |name: &str| stages.iter().position(|s| *s == name).unwrap_or_else(|| panic!("{name}: {plan}"));

@@ -146,6 +146,8 @@ fn judge(language: Language, outcome: &Outcome) -> Status {
         Exit::Code(0) if language == Language::Javascript && stderr.contains("Assertion failed") => Status::Failed,
         Exit::Code(0) => Status::Passed,
         Exit::Timeout => Status::Timeout,
+        // RLIMIT_CPU's soft limit: the CPU time ran out before the wall time did.
+        Exit::Signal(libc::SIGXCPU) => Status::Timeout,
         Exit::OutputLimit => Status::Failed,
         _ if OUT_OF_MEMORY.iter().any(|m| stderr.contains(m)) => Status::Memory,
         Exit::Code(_) if language == Language::Python && python_could_not_run(&stderr) => Status::Error,
@@ -155,10 +157,12 @@ fn judge(language: Language, outcome: &Outcome) -> Status {
 }
 
 /// Python reports a program it cannot compile as a SyntaxError (or its subclasses) as
-/// the last line of its traceback, with no frame of the program above it.
+/// the last line, with no traceback above it (one raised while running, by `eval` or
+/// `ast.parse`, has one and is a failure).
 fn python_could_not_run(stderr: &str) -> bool {
     let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
     ["SyntaxError", "IndentationError", "TabError"].iter().any(|e| last.starts_with(e))
+        && !stderr.contains("Traceback (most recent call last)")
 }
 
 fn tail(outcome: &Outcome) -> String {

@@ -1,7 +1,7 @@
 //! `code.generate`: programmatic Python function tasks for code SFT without an LLM, in
 //! HumanEval's form: a signature and a docstring with one example as the prompt, the
 //! reference body as the canonical solution, five asserts (four drawn inputs and an
-//! edge case) as the test, and a chat answer holding the whole function.
+//! edge case) as the test, and a chat answer holding the function (signature and body).
 //!
 //! Expected outputs are computed in Rust, independently of the Python reference; every
 //! reference is then run against its tests in the sandbox, in batches, and an item whose
@@ -48,7 +48,12 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Params { families: FAMILIES.map(String::from).to_vec(), count: 1000, verify_batch: 250, isolation: Isolation::Strict }
+        Params {
+            families: FAMILIES.map(String::from).to_vec(),
+            count: 1000,
+            verify_batch: 250,
+            isolation: Isolation::Strict,
+        }
     }
 }
 
@@ -82,6 +87,8 @@ pub fn item(families: &[String], seed: u64, id: u64) -> Item {
         test += &format!("    assert candidate({}) == {}\n", input.repr(), output.repr());
     }
     test += &format!("\ncheck({})", t.name);
+    // The answer is the function without its docstring: with the docstring copied the
+    // answers are twice as long and the default pipeline reached 25.2% instead of 32.8%.
     let answer = format!("```python\n{signature}{}```", t.body);
     Item { family: t.family, name: t.name, prompt, solution: t.body, test, answer }
 }
@@ -103,7 +110,10 @@ impl Stage for CodeGenerate {
         }
         for f in &params.families {
             if !FAMILIES.contains(&f.as_str()) {
-                return Err(StageError::param("families", format!("unknown family `{f}` (known: {})", FAMILIES.join(", "))));
+                return Err(StageError::param(
+                    "families",
+                    format!("unknown family `{f}` (known: {})", FAMILIES.join(", ")),
+                ));
             }
         }
         if params.count == 0 {
@@ -120,9 +130,11 @@ impl Stage for CodeGenerate {
     }
 
     fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
-        let items: Vec<Item> = (0..params.count).into_par_iter().map(|id| item(&params.families, ctx.seed, id)).collect();
-        let sandbox = Sandbox::probe(params.isolation, Limits { time: std::time::Duration::from_secs(60), ..Limits::default() })
-            .map_err(|e| StageError::param("isolation", e.to_string()))?;
+        let items: Vec<Item> =
+            (0..params.count).into_par_iter().map(|id| item(&params.families, ctx.seed, id)).collect();
+        let sandbox =
+            Sandbox::probe(params.isolation, Limits { time: std::time::Duration::from_secs(60), ..Limits::default() })
+                .map_err(|e| StageError::param("isolation", e.to_string()))?;
         let executor =
             Executor::new(sandbox, &[Language::Python]).map_err(|e| StageError::param("isolation", e.to_string()))?;
         ctx.progress().start(items.len() as u64, "references verified");
@@ -170,7 +182,10 @@ impl Stage for CodeGenerate {
 fn verify(executor: &Executor, chunk: &[Item]) -> Result<Vec<bool>> {
     let programs: Vec<String> = chunk
         .iter()
-        .map(|item| serde_json::to_string(&format!("{}{}\n{}\n", item.prompt, item.solution, item.test)).expect("strings serialize"))
+        .map(|item| {
+            serde_json::to_string(&format!("{}{}\n{}\n", item.prompt, item.solution, item.test))
+                .expect("strings serialize")
+        })
         .collect();
     let program = format!(
         "import sys\nPROGRAMS = [\n{}\n]\nfailed = []\nfor i, source in enumerate(PROGRAMS):\n    try:\n        \

@@ -31,8 +31,10 @@ fn pick<'a, T>(rng: &mut ChaCha8Rng, items: &'a [T]) -> &'a T {
 }
 
 const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
-const WORDS: [&str; 16] =
-    ["apple", "pear", "plum", "kiwi", "lime", "fig", "date", "melon", "grape", "mango", "peach", "berry", "lemon", "cherry", "olive", "guava"];
+const WORDS: [&str; 16] = [
+    "apple", "pear", "plum", "kiwi", "lime", "fig", "date", "melon", "grape", "mango", "peach", "berry", "lemon",
+    "cherry", "olive", "guava",
+];
 
 fn letter(rng: &mut ChaCha8Rng) -> char {
     LETTERS[rng.random_range(0..LETTERS.len())] as char
@@ -97,14 +99,54 @@ fn string_task(rng: &mut ChaCha8Rng) -> Task {
     let op = rng.random_range(0..8);
     let inputs = cases(rng, |r| word(r, Some(c)), Some(String::new()));
     let (names, doc, body, returns): (&[&str], String, String, &str) = match op {
-        0 => (&["replace_char", "swap_letter", "substitute"], format!("Return {arg} with every '{c}' replaced by '{d}'."), format!("return {arg}.replace('{c}', '{d}')"), "str"),
-        1 => (&["reverse", "reversed_text", "backwards"], format!("Return {arg} reversed."), format!("return {arg}[::-1]"), "str"),
-        2 => (&["shout", "to_upper", "uppercase"], format!("Return {arg} in upper case."), format!("return {arg}.upper()"), "str"),
-        3 => (&["count_char", "occurrences", "letter_count"], format!("Return how many times '{c}' occurs in {arg}."), format!("return {arg}.count('{c}')"), "int"),
-        4 => (&["head", "first_letters", "prefix_of"], format!("Return the first {k} characters of {arg}."), format!("return {arg}[:{k}]"), "str"),
-        5 => (&["repeat", "echo", "times"], format!("Return {arg} repeated {k} times."), format!("return {arg} * {k}"), "str"),
-        6 => (&["starts_with", "has_prefix", "begins_with"], format!("Return True if {arg} starts with '{prefix}'."), format!("return {arg}.startswith('{prefix}')"), "bool"),
-        _ => (&["remove_char", "drop_letter", "strip_char"], format!("Return {arg} without any '{c}'."), format!("return {arg}.replace('{c}', '')"), "str"),
+        0 => (
+            &["replace_char", "swap_letter", "substitute"],
+            format!("Return {arg} with every '{c}' replaced by '{d}'."),
+            format!("return {arg}.replace('{c}', '{d}')"),
+            "str",
+        ),
+        1 => (
+            &["reverse", "reversed_text", "backwards"],
+            format!("Return {arg} reversed."),
+            format!("return {arg}[::-1]"),
+            "str",
+        ),
+        2 => (
+            &["shout", "to_upper", "uppercase"],
+            format!("Return {arg} in upper case."),
+            format!("return {arg}.upper()"),
+            "str",
+        ),
+        3 => (
+            &["count_char", "occurrences", "letter_count"],
+            format!("Return how many times '{c}' occurs in {arg}."),
+            format!("return {arg}.count('{c}')"),
+            "int",
+        ),
+        4 => (
+            &["head", "first_letters", "prefix_of"],
+            format!("Return the first {k} characters of {arg}."),
+            format!("return {arg}[:{k}]"),
+            "str",
+        ),
+        5 => (
+            &["repeat", "echo", "times"],
+            format!("Return {arg} repeated {k} times."),
+            format!("return {arg} * {k}"),
+            "str",
+        ),
+        6 => (
+            &["starts_with", "has_prefix", "begins_with"],
+            format!("Return True if {arg} starts with '{prefix}'."),
+            format!("return {arg}.startswith('{prefix}')"),
+            "bool",
+        ),
+        _ => (
+            &["remove_char", "drop_letter", "strip_char"],
+            format!("Return {arg} without any '{c}'."),
+            format!("return {arg}.replace('{c}', '')"),
+            "str",
+        ),
     };
     let eval = |s: &str| -> Py {
         match op {
@@ -119,7 +161,16 @@ fn string_task(rng: &mut ChaCha8Rng) -> Task {
         }
     };
     let cases = inputs.iter().map(|s| (Py::Str(s.clone()), eval(s))).collect();
-    Task { family: "string", name: pick(rng, names).to_string(), arg, arg_type: "str", returns, doc, body: format!("    {body}\n"), cases }
+    Task {
+        family: "string",
+        name: pick(rng, names).to_string(),
+        arg,
+        arg_type: "str",
+        returns,
+        doc,
+        body: format!("    {body}\n"),
+        cases,
+    }
 }
 
 fn list_task(rng: &mut ChaCha8Rng) -> Task {
@@ -128,13 +179,48 @@ fn list_task(rng: &mut ChaCha8Rng) -> Task {
     let op = rng.random_range(0..7);
     let inputs = cases(rng, |r| list(r, 1..8), Some(Vec::new()));
     let (names, doc, body, returns): (&[&str], String, String, &str) = match op {
-        0 => (&["scale", "multiply_all", "times_each"], format!("Return {arg} with every element multiplied by {k}."), format!("return [x * {k} for x in {arg}]"), "list[int]"),
-        1 => (&["shift", "add_to_all", "offset"], format!("Return {arg} with {k} added to every element."), format!("return [x + {k} for x in {arg}]"), "list[int]"),
-        2 => (&["count_value", "how_many", "tally"], format!("Return how many elements of {arg} equal {k}."), format!("return {arg}.count({k})"), "int"),
-        3 => (&["below", "keep_small", "under"], format!("Return the elements of {arg} that are less than {k}, in order."), format!("return [x for x in {arg} if x < {k}]"), "list[int]"),
-        4 => (&["largest", "maximum_or", "top"], format!("Return the largest element of {arg}, or {k} if {arg} is empty."), format!("return max({arg}) if {arg} else {k}"), "int"),
-        5 => (&["evens", "even_only", "keep_even"], format!("Return the even elements of {arg}, in order."), format!("return [x for x in {arg} if x % 2 == 0]"), "list[int]"),
-        _ => (&["sum_squares", "square_total", "squares_sum"], format!("Return the sum of the squares of the elements of {arg}."), format!("return sum(x * x for x in {arg})"), "int"),
+        0 => (
+            &["scale", "multiply_all", "times_each"],
+            format!("Return {arg} with every element multiplied by {k}."),
+            format!("return [x * {k} for x in {arg}]"),
+            "list[int]",
+        ),
+        1 => (
+            &["shift", "add_to_all", "offset"],
+            format!("Return {arg} with {k} added to every element."),
+            format!("return [x + {k} for x in {arg}]"),
+            "list[int]",
+        ),
+        2 => (
+            &["count_value", "how_many", "tally"],
+            format!("Return how many elements of {arg} equal {k}."),
+            format!("return {arg}.count({k})"),
+            "int",
+        ),
+        3 => (
+            &["below", "keep_small", "under"],
+            format!("Return the elements of {arg} that are less than {k}, in order."),
+            format!("return [x for x in {arg} if x < {k}]"),
+            "list[int]",
+        ),
+        4 => (
+            &["largest", "maximum_or", "top"],
+            format!("Return the largest element of {arg}, or {k} if {arg} is empty."),
+            format!("return max({arg}) if {arg} else {k}"),
+            "int",
+        ),
+        5 => (
+            &["evens", "even_only", "keep_even"],
+            format!("Return the even elements of {arg}, in order."),
+            format!("return [x for x in {arg} if x % 2 == 0]"),
+            "list[int]",
+        ),
+        _ => (
+            &["sum_squares", "square_total", "squares_sum"],
+            format!("Return the sum of the squares of the elements of {arg}."),
+            format!("return sum(x * x for x in {arg})"),
+            "int",
+        ),
     };
     let eval = |xs: &[i64]| -> Py {
         match op {
@@ -148,7 +234,16 @@ fn list_task(rng: &mut ChaCha8Rng) -> Task {
         }
     };
     let cases = inputs.iter().map(|xs| (Py::ints(xs), eval(xs))).collect();
-    Task { family: "list", name: pick(rng, names).to_string(), arg, arg_type: "list[int]", returns, doc, body: format!("    {body}\n"), cases }
+    Task {
+        family: "list",
+        name: pick(rng, names).to_string(),
+        arg,
+        arg_type: "list[int]",
+        returns,
+        doc,
+        body: format!("    {body}\n"),
+        cases,
+    }
 }
 
 fn number_task(rng: &mut ChaCha8Rng) -> Task {
@@ -158,11 +253,36 @@ fn number_task(rng: &mut ChaCha8Rng) -> Task {
     let op = rng.random_range(0..5);
     let inputs = cases(rng, |r| r.random_range(-50..200i64), Some(0));
     let (names, doc, body, returns): (&[&str], String, String, &str) = match op {
-        0 => (&["affine", "scale_and_add", "linear"], format!("Return {arg} multiplied by {a}, plus {b}."), format!("return {arg} * {a} + {b}"), "int"),
-        1 => (&["divisible", "is_multiple", "divides"], format!("Return True if {arg} is divisible by {a}."), format!("return {arg} % {a} == 0"), "bool"),
-        2 => (&["digit_sum", "sum_digits", "digits_total"], format!("Return the sum of the decimal digits of {arg} (ignoring its sign)."), format!("return sum(int(c) for c in str(abs({arg})))"), "int"),
-        3 => (&["clamp", "bound", "limit"], format!("Return {arg} limited to the range from {lo} to {hi}."), format!("return min(max({arg}, {lo}), {hi})"), "int"),
-        _ => (&["floor_div", "whole_parts", "integer_divide"], format!("Return {arg} divided by {a}, rounded down."), format!("return {arg} // {a}"), "int"),
+        0 => (
+            &["affine", "scale_and_add", "linear"],
+            format!("Return {arg} multiplied by {a}, plus {b}."),
+            format!("return {arg} * {a} + {b}"),
+            "int",
+        ),
+        1 => (
+            &["divisible", "is_multiple", "divides"],
+            format!("Return True if {arg} is divisible by {a}."),
+            format!("return {arg} % {a} == 0"),
+            "bool",
+        ),
+        2 => (
+            &["digit_sum", "sum_digits", "digits_total"],
+            format!("Return the sum of the decimal digits of {arg} (ignoring its sign)."),
+            format!("return sum(int(c) for c in str(abs({arg})))"),
+            "int",
+        ),
+        3 => (
+            &["clamp", "bound", "limit"],
+            format!("Return {arg} limited to the range from {lo} to {hi}."),
+            format!("return min(max({arg}, {lo}), {hi})"),
+            "int",
+        ),
+        _ => (
+            &["floor_div", "whole_parts", "integer_divide"],
+            format!("Return {arg} divided by {a}, rounded down."),
+            format!("return {arg} // {a}"),
+            "int",
+        ),
     };
     let eval = |n: i64| -> Py {
         match op {
@@ -174,7 +294,16 @@ fn number_task(rng: &mut ChaCha8Rng) -> Task {
         }
     };
     let cases = inputs.iter().map(|&n| (Py::Int(n), eval(n))).collect();
-    Task { family: "number", name: pick(rng, names).to_string(), arg, arg_type: "int", returns, doc, body: format!("    {body}\n"), cases }
+    Task {
+        family: "number",
+        name: pick(rng, names).to_string(),
+        arg,
+        arg_type: "int",
+        returns,
+        doc,
+        body: format!("    {body}\n"),
+        cases,
+    }
 }
 
 fn dict_task(rng: &mut ChaCha8Rng) -> Task {
@@ -184,10 +313,30 @@ fn dict_task(rng: &mut ChaCha8Rng) -> Task {
     let op = rng.random_range(0..4);
     let inputs = cases(rng, dict, Some(Vec::new()));
     let (names, doc, body, returns): (&[&str], String, String, &str) = match op {
-        0 => (&["lookup", "get_or_default", "fetch"], format!("Return the value of '{key}' in {arg}, or {k} if it is missing."), format!("return {arg}.get('{key}', {k})"), "int"),
-        1 => (&["keys_above", "big_entries", "over_threshold"], format!("Return the keys of {arg} whose values are greater than {k}, sorted."), format!("return sorted(key for key, value in {arg}.items() if value > {k})"), "list[str]"),
-        2 => (&["total", "sum_values", "value_sum"], format!("Return the sum of the values of {arg}."), format!("return sum({arg}.values())"), "int"),
-        _ => (&["bump", "add_to_values", "raise_all"], format!("Return a new dictionary with {k} added to every value of {arg}."), format!("return {{key: value + {k} for key, value in {arg}.items()}}"), "dict[str, int]"),
+        0 => (
+            &["lookup", "get_or_default", "fetch"],
+            format!("Return the value of '{key}' in {arg}, or {k} if it is missing."),
+            format!("return {arg}.get('{key}', {k})"),
+            "int",
+        ),
+        1 => (
+            &["keys_above", "big_entries", "over_threshold"],
+            format!("Return the keys of {arg} whose values are greater than {k}, sorted."),
+            format!("return sorted(key for key, value in {arg}.items() if value > {k})"),
+            "list[str]",
+        ),
+        2 => (
+            &["total", "sum_values", "value_sum"],
+            format!("Return the sum of the values of {arg}."),
+            format!("return sum({arg}.values())"),
+            "int",
+        ),
+        _ => (
+            &["bump", "add_to_values", "raise_all"],
+            format!("Return a new dictionary with {k} added to every value of {arg}."),
+            format!("return {{key: value + {k} for key, value in {arg}.items()}}"),
+            "dict[str, int]",
+        ),
     };
     let eval = |d: &[(String, i64)]| -> Py {
         match op {
@@ -202,7 +351,16 @@ fn dict_task(rng: &mut ChaCha8Rng) -> Task {
         }
     };
     let cases = inputs.iter().map(|d| (py_dict(d), eval(d))).collect();
-    Task { family: "dict", name: pick(rng, names).to_string(), arg, arg_type: "dict[str, int]", returns, doc, body: format!("    {body}\n"), cases }
+    Task {
+        family: "dict",
+        name: pick(rng, names).to_string(),
+        arg,
+        arg_type: "dict[str, int]",
+        returns,
+        doc,
+        body: format!("    {body}\n"),
+        cases,
+    }
 }
 
 /// A filter, a map and a reduction over a list, each phrased and coded in parts.
@@ -265,5 +423,14 @@ fn composition_task(rng: &mut ChaCha8Rng) -> Task {
         }
     };
     let cases = inputs.iter().map(|xs| (Py::ints(xs), eval(xs))).collect();
-    Task { family: "composition", name: name.to_string(), arg, arg_type: "list[int]", returns, doc, body: format!("    {body}\n"), cases }
+    Task {
+        family: "composition",
+        name: name.to_string(),
+        arg,
+        arg_type: "list[int]",
+        returns,
+        doc,
+        body: format!("    {body}\n"),
+        cases,
+    }
 }

@@ -12,7 +12,8 @@ fn every_family_s_references_pass_the_tests_computed_in_rust() {
     let families: Vec<String> = FAMILIES.map(String::from).to_vec();
     let items: Vec<Item> = (0..500).map(|id| item(&families, 3, id)).collect();
     let verdict = verify(&executor(), &items).unwrap();
-    let failed: Vec<&str> = items.iter().zip(&verdict).filter(|(_, ok)| !**ok).map(|(i, _)| i.prompt.as_str()).collect();
+    let failed: Vec<&str> =
+        items.iter().zip(&verdict).filter(|(_, ok)| !**ok).map(|(i, _)| i.prompt.as_str()).collect();
     assert!(failed.is_empty(), "references that fail their own tests:\n{}", failed.join("\n"));
 }
 
@@ -33,8 +34,10 @@ fn prompts_are_varied_and_the_output_is_deterministic() {
         assert_eq!(report.metrics["dropped_unverified"], 0);
         let batches = testing::read(&dir.path().join(out).join("problems"));
         let c = Columns::new(&batches[0]);
-        let prompts: Vec<String> = (0..batches[0].num_rows()).map(|r| c.strings("prompt").unwrap().value(r).to_string()).collect();
-        let names: std::collections::BTreeSet<&str> = (0..batches[0].num_rows()).map(|r| c.strings("entry_point").unwrap().value(r)).collect();
+        let prompts: Vec<String> =
+            (0..batches[0].num_rows()).map(|r| c.strings("prompt").unwrap().value(r).to_string()).collect();
+        let names: std::collections::BTreeSet<&str> =
+            (0..batches[0].num_rows()).map(|r| c.strings("entry_point").unwrap().value(r)).collect();
         assert!(names.len() > 40, "{names:?}");
         let distinct: std::collections::BTreeSet<&String> = prompts.iter().collect();
         assert!(distinct.len() > 290, "{} distinct prompts", distinct.len());

@@ -21,7 +21,10 @@ impl Py {
             Py::Str(s) => format!("'{s}'"),
             Py::List(items) => format!("[{}]", items.iter().map(Py::repr).collect::<Vec<_>>().join(", ")),
             Py::Dict(items) => {
-                format!("{{{}}}", items.iter().map(|(k, v)| format!("'{k}': {}", v.repr())).collect::<Vec<_>>().join(", "))
+                format!(
+                    "{{{}}}",
+                    items.iter().map(|(k, v)| format!("'{k}': {}", v.repr())).collect::<Vec<_>>().join(", ")
+                )
             }
         }
     }
@@ -39,7 +42,10 @@ mod tests {
     fn values_are_written_as_python_writes_them() {
         assert_eq!(Py::ints(&[1, -2]).repr(), "[1, -2]");
         assert_eq!(Py::List(vec![]).repr(), "[]");
-        assert_eq!(Py::Dict(vec![("a".into(), Py::Int(1)), ("b".into(), Py::Bool(false))]).repr(), "{'a': 1, 'b': False}");
+        assert_eq!(
+            Py::Dict(vec![("a".into(), Py::Int(1)), ("b".into(), Py::Bool(false))]).repr(),
+            "{'a': 1, 'b': False}"
+        );
         assert_eq!(Py::Dict(vec![]).repr(), "{}");
         assert_eq!(Py::Str("ab c".into()).repr(), "'ab c'");
     }

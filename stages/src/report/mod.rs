@@ -61,6 +61,8 @@ struct Scores {
     /// Per difficulty level, where the problems have one (MATH).
     levels: BTreeMap<String, (usize, usize)>,
     wrong: Vec<Wrong>,
+    /// Samples of `eval.code` by status (empty for answer evaluations).
+    statuses: BTreeMap<String, usize>,
 }
 
 impl Scores {
@@ -120,6 +122,19 @@ impl Stage for Report {
                 optional: true,
             },
             InputDecl {
+                name: "code*",
+                accepts: Accepts::Table(&[
+                    ("id", "int64"),
+                    ("task_id", "string"),
+                    ("family", "string"),
+                    ("completion", "string"),
+                    ("status", "string"),
+                    ("stderr", "string"),
+                ]),
+                about: "executed code samples (an eval.code stage): pass@1 per family, statuses, first failures",
+                optional: true,
+            },
+            InputDecl {
                 name: "tokens",
                 accepts: Accepts::Table(&[("n_tokens", "int32")]),
                 about: "token sequences before packing (a tokenize stage)",
@@ -161,6 +176,8 @@ impl Stage for Report {
                 curves.push(read_curve(ctx, name)?);
             } else if name.starts_with("eval") {
                 scores.push(read_scores(ctx, name)?);
+            } else if name.starts_with("code") {
+                scores.push(read_code_scores(ctx, name)?);
             }
             ctx.progress().advance(1);
         }
@@ -199,6 +216,7 @@ fn read_scores(ctx: &StageContext, name: &str) -> Result<Scores> {
         families: BTreeMap::new(),
         levels: BTreeMap::new(),
         wrong: Vec::new(),
+        statuses: BTreeMap::new(),
     };
     for batch in ctx.table(name)?.batches() {
         let batch = batch?;
@@ -224,6 +242,45 @@ fn read_scores(ctx: &StageContext, name: &str) -> Result<Scores> {
                     gold: golds.value(r).to_string(),
                     extracted: arrow::array::Array::is_valid(extracted, r).then(|| extracted.value(r).to_string()),
                     output: outputs.value(r).to_string(),
+                });
+            }
+        }
+    }
+    Ok(scores)
+}
+
+/// An `eval.code` input: a sample is right when it passed; a wrong one shows its task,
+/// status, completion and the end of its stderr.
+fn read_code_scores(ctx: &StageContext, name: &str) -> Result<Scores> {
+    let mut scores = Scores {
+        name: ctx.input(name)?.origin.clone(),
+        families: BTreeMap::new(),
+        levels: BTreeMap::new(),
+        wrong: Vec::new(),
+        statuses: BTreeMap::new(),
+    };
+    for batch in ctx.table(name)?.batches() {
+        let batch = batch?;
+        let c = Columns::new(&batch);
+        let (ids, tasks, families) = (c.i64s("id")?, c.strings("task_id")?, c.strings("family")?);
+        let (completions, statuses, stderr) = (c.strings("completion")?, c.strings("status")?, c.strings("stderr")?);
+        for r in 0..batch.num_rows() {
+            let (family, status) = (families.value(r), statuses.value(r));
+            let passed = status == "passed";
+            *scores.statuses.entry(status.to_string()).or_default() += 1;
+            let entry = scores.families.entry(family.to_string()).or_default();
+            entry.0 += usize::from(passed);
+            entry.1 += 1;
+            let shown = scores.wrong.iter().filter(|w| w.family == family).count();
+            if !passed && shown < WRONG_PER_FAMILY {
+                let err = stderr.value(r);
+                let tail: String = err.chars().skip(err.chars().count().saturating_sub(300)).collect();
+                scores.wrong.push(Wrong {
+                    id: ids.value(r),
+                    family: family.to_string(),
+                    gold: tasks.value(r).to_string(),
+                    extracted: Some(status.to_string()),
+                    output: format!("{}\n--- stderr ---\n{tail}", completions.value(r)),
                 });
             }
         }

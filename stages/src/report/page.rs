@@ -164,19 +164,41 @@ fn evaluation(scores: &[Scores]) -> Result<String, String> {
             out.push_str(&table(&header, &rows));
         }
     }
+    let code: Vec<&Scores> = scores.iter().filter(|s| !s.statuses.is_empty()).collect();
+    if !code.is_empty() {
+        let statuses = ["passed", "failed", "timeout", "memory", "error"];
+        let mut header = vec!["code evaluation (pass@1 = passed)".to_string()];
+        header.extend(statuses.map(String::from));
+        let rows: Vec<Vec<String>> = code
+            .iter()
+            .map(|s| {
+                let mut row = vec![s.name.clone()];
+                row.extend(statuses.iter().map(|st| s.statuses.get(*st).copied().unwrap_or(0).to_string()));
+                row
+            })
+            .collect();
+        out.push_str(&table(&header, &rows));
+    }
     for score in scores.iter().filter(|s| !s.wrong.is_empty()) {
+        let is_code = !score.statuses.is_empty();
         out.push_str(&format!(
-            "<h3>Wrong answers of {} (the first {} of each family)</h3>\n",
+            "<h3>{} of {} (the first {} of each family)</h3>\n",
+            if is_code { "Failed samples" } else { "Wrong answers" },
             escape(&score.name),
             super::WRONG_PER_FAMILY
         ));
-        let header = ["family", "id", "gold", "extracted", "output"].map(String::from).to_vec();
+        let header = if is_code {
+            ["family", "id", "task", "status", "completion and stderr"]
+        } else {
+            ["family", "id", "gold", "extracted", "output"]
+        };
+        let header = header.map(String::from).to_vec();
         let mut wrong: Vec<&super::Wrong> = score.wrong.iter().collect();
         wrong.sort_by(|a, b| (&a.family, a.id).cmp(&(&b.family, b.id)));
         let rows: Vec<Vec<String>> = wrong
             .into_iter()
             .map(|w| {
-                let output: String = w.output.chars().take(400).collect();
+                let output: String = w.output.chars().take(if is_code { 1200 } else { 400 }).collect();
                 let cut = if output.len() < w.output.len() { "…" } else { "" };
                 let extracted = w.extracted.clone().unwrap_or_else(|| "(none)".into());
                 vec![w.family.clone(), w.id.to_string(), w.gold.clone(), extracted, format!("{output}{cut}")]

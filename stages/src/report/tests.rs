@@ -187,3 +187,38 @@ fn a_report_needs_an_input_and_a_bin() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Code samples of (family, status) rows.
+fn code_samples(dir: &Path, rows: &[(&str, &str)]) -> Slot {
+    let text =
+        |f: &dyn Fn(usize) -> String| -> ArrayRef { Arc::new(StringArray::from_iter_values((0..rows.len()).map(f))) };
+    testing::write_table(
+        dir,
+        standard::code_samples(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..rows.len() as i64)),
+            text(&|i| format!("T/{i}")),
+            text(&|i| rows[i].0.to_string()),
+            text(&|_| "python".into()),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|_| 0))),
+            text(&|i| format!("def f{i}(): pass")),
+            text(&|i| rows[i].1.to_string()),
+            text(&|i| if rows[i].1 == "passed" { String::new() } else { format!("AssertionError {i}") }),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|_| 0.05))),
+        ],
+    )
+}
+
+#[test]
+fn code_evaluations_show_pass_at_1_per_family_statuses_and_failed_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = [("list", "passed"), ("list", "failed"), ("string", "passed"), ("string", "timeout")];
+    let inputs = vec![("code", code_samples(&dir.path().join("c"), &rows))];
+    testing::run::<Report>("{}", inputs, &dir.path().join("out"), 0).unwrap();
+    let html = std::fs::read_to_string(dir.path().join("out/report").join(REPORT_FILE)).unwrap();
+    assert!(html.contains("<td>50.0% (1/2)</td>"), "{html}");
+    assert!(html.contains("<td>test.input</td><td>2</td><td>1</td><td>1</td><td>0</td><td>0</td>"), "{html}");
+    let failed = html.split_once("<h3>Failed samples of ").expect("a table of failed samples").1;
+    assert!(failed.contains("<td class=\"text\">T/1</td><td class=\"text\">failed</td>"), "{failed}");
+    assert!(failed.contains("AssertionError 3") && failed.contains("timeout"), "{failed}");
+}

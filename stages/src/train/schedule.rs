@@ -102,7 +102,8 @@ mod tests {
     /// the end.
     #[test]
     fn a_cosine_warm_up_then_constant_rises_as_computed_by_hand() {
-        let code_qwen = Schedule { warmup: Warmup::Cosine, warmup_ratio: 0.03, decay: Decay::Constant, min_lr_ratio: 0.0 };
+        let code_qwen =
+            Schedule { warmup: Warmup::Cosine, warmup_ratio: 0.03, decay: Decay::Constant, min_lr_ratio: 0.0 };
         let factors: Vec<f64> = (0..6).map(|s| code_qwen.factor(s, 100)).collect();
         for (got, want) in factors.iter().zip([0.0, 0.25, 0.75, 1.0, 1.0, 1.0]) {
             assert!((got - want).abs() < 1e-12, "{factors:?}");

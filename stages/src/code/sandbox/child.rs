@@ -97,9 +97,23 @@ impl Step {
     }
 }
 
+/// The tag of B's message carrying C's wait status (steps start at 1).
+const STATUS_TAG: u8 = 0;
+
+/// C's wait status, as B reported it (none when C never ran to an end B saw).
+pub fn decode_status(report: &[u8]) -> Option<libc::c_int> {
+    match *report {
+        [STATUS_TAG, s0, s1, s2, s3, ..] => Some(libc::c_int::from_le_bytes([s0, s1, s2, s3])),
+        _ => None,
+    }
+}
+
 /// Reads what the children reported: nothing when the program started.
 pub fn decode_report(report: &[u8], program: &Path) -> Option<SandboxError> {
     let [step, e0, e1, e2, e3, ..] = *report else { return None };
+    if step == STATUS_TAG {
+        return None;
+    }
     let errno = i32::from_le_bytes([e0, e1, e2, e3]);
     let step = Step::ALL.into_iter().find(|s| *s as u8 == step)?;
     Some(match step {
@@ -243,7 +257,21 @@ pub fn run_a(p: &Prepared, fds: &Fds) -> ! {
         for fd in [REPORT, STOP, RULESET] {
             libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
         }
-        check(libc::syscall(libc::SYS_close_range, RULESET + 1, libc::c_uint::MAX, 0), Step::Fds);
+        // Without a ruleset, slot 5 holds whatever kiln had there: close it too.
+        let first_closed = if ruleset >= 0 { RULESET + 1 } else { RULESET };
+        check(libc::syscall(libc::SYS_close_range, first_closed, libc::c_uint::MAX, 0), Step::Fds);
+        // kiln's signal handlers and mask are not the program's (Rust ignores SIGPIPE),
+        // and B, a copy of kiln, must not run kiln's handlers either.
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        for signal in 1..libc::SIGRTMIN() {
+            libc::sigaction(signal, &default, std::ptr::null_mut());
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // Files the compile step writes must be readable by the run step.
+        libc::umask(0o022);
 
         check(libc::setsid() as libc::c_long, Step::Setsid);
         let (mut uid, mut gid) = (libc::geteuid(), libc::getegid());
@@ -260,6 +288,8 @@ pub fn run_a(p: &Prepared, fds: &Fds) -> ! {
             write_id_map(c"/proc/self/setgroups", b"deny", 0);
             write_id_map(c"/proc/self/uid_map", b"1000 ", uid);
             write_id_map(c"/proc/self/gid_map", b"1000 ", gid);
+            // Undumpable again: A and B hold a copy of kiln's memory.
+            libc::prctl(libc::PR_SET_DUMPABLE, 0);
         }
         for (flag, step) in [
             (libc::CLONE_NEWNET, Step::NetNamespace),
@@ -293,19 +323,17 @@ pub fn run_a(p: &Prepared, fds: &Fds) -> ! {
         }
         libc::close(lifeline[0]);
         let pidfd = libc::syscall(libc::SYS_pidfd_open, b, 0) as libc::c_int;
+        if pidfd < 0 {
+            libc::kill(b, libc::SIGKILL);
+            fail(Step::Fork); // a kernel before 5.3: A could not see B end
+        }
         let mut polled = [
             libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 },
             libc::pollfd { fd: STOP, events: libc::POLLIN, revents: 0 },
         ];
         loop {
-            let ready = if pidfd < 0 {
-                // No pidfd (kernel before 5.3): only the stop byte can end the wait early.
-                libc::poll(polled[1..].as_mut_ptr(), 1, -1)
-            } else {
-                libc::poll(polled.as_mut_ptr(), 2, -1)
-            };
-            if ready < 0 && *libc::__errno_location() == libc::EINTR {
-                continue;
+            if libc::poll(polled.as_mut_ptr(), 2, -1) <= 0 {
+                continue; // EINTR, ENOMEM: wait again, never stop watching
             }
             if polled[1].revents != 0 {
                 // Stopped by the parent (time or output limit): end B, and with it the
@@ -351,6 +379,10 @@ unsafe fn run_b(p: &Prepared, lifeline: libc::c_int) -> ! {
                 libc::_exit(127);
             }
         }
+        // C's exact wait status, so that an exit code of 137 is not read as a signal.
+        let s = status.to_le_bytes();
+        let message = [STATUS_TAG, s[0], s[1], s[2], s[3]];
+        libc::write(REPORT, message.as_ptr().cast(), message.len());
         libc::_exit(exit_code(status))
     }
 }
@@ -390,8 +422,10 @@ unsafe fn drop_uid(p: &Prepared, uid: libc::uid_t, gid: libc::gid_t) {
             fail(Step::DropUid);
         }
         // A uid change makes the process undumpable, which gives /proc/self to root and
-        // would refuse the uid_map write below.
-        libc::prctl(libc::PR_SET_DUMPABLE, 1);
+        // would refuse the uid_map write that follows (reset once it is written).
+        if p.use_user_ns {
+            libc::prctl(libc::PR_SET_DUMPABLE, 1);
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 //! rlimits, with writes confined to a fresh folder (Landlock, and a read-only view of
 //! every other mount), stdin closed and output capped.
 //!
-//! The invariant: when [`run`] returns, nothing the program started is still running.
+//! The invariant: when [`Sandbox::run`] returns, nothing the program started is still
+//! running (with the PID namespace; without it, a process that left the program's
+//! session can survive).
 //! The tree is three processes deep (`fork` three times, no helper binary):
 //!
 //!     kiln thread ─ A (namespaces made here; waits) ─ B (PID 1 of the new PID namespace)
@@ -50,8 +52,8 @@ pub enum Isolation {
 pub enum Mechanism {
     /// A new user namespace: no capability outside it.
     UserNamespace,
-    /// A new PID namespace: the program sees and signals only its own processes, and
-    /// all of them end when its PID 1 does.
+    /// A new PID namespace: the program can signal only its own processes, and all of
+    /// them end when its PID 1 does (the host's /proc stays mounted, so it can list others).
     PidNamespace,
     /// A new network namespace: no interface but a loopback that is down.
     NetNamespace,
@@ -59,7 +61,8 @@ pub enum Mechanism {
     MountNamespace,
     /// A new IPC namespace: no shared memory or semaphores of the host.
     IpcNamespace,
-    /// Running as a uid of its own (when kiln runs as root), so RLIMIT_NPROC applies.
+    /// Running as a uid of its own (only when kiln runs as root), so RLIMIT_NPROC
+    /// applies and the program can read only what any user can.
     UnprivilegedUid,
     /// Landlock: writes only inside the work folder, no TCP, no signals out.
     Landlock,
@@ -240,7 +243,10 @@ impl Sandbox {
             env: Vec::new(),
             dir: scratch.path().to_path_buf(),
         };
-        let mut sandbox = Sandbox { mechanisms: Mechanisms::all(), limits };
+        // SAFETY: geteuid cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        let mechanisms = if root { Mechanisms::all() } else { Mechanisms::all().without(Mechanism::UnprivilegedUid) };
+        let mut sandbox = Sandbox { mechanisms, limits };
         loop {
             match sandbox.run(&probe) {
                 Ok(outcome) if outcome.success() => return Ok(sandbox),
@@ -297,19 +303,24 @@ impl Sandbox {
         }
         drop((out_write, err_write, report_write, stop_read, ruleset));
         let capture = capture(self, pid, &stop_write, out_read, err_read, started);
-        let status = wait(pid);
+        let a_status = wait(pid)?;
         let report = read_all(report_read);
         if let Some(error) = child::decode_report(&report, &command.program) {
             return Err(error);
         }
         let (stdout, stderr, output_bytes, stopped) = capture;
-        let exit = match stopped {
-            Some(exit) => exit,
-            None if libc::WIFEXITED(status) => match libc::WEXITSTATUS(status) {
+        // C's own status when B reported it; else A's (A exits with C's code, or 128 + its
+        // signal).
+        let status = child::decode_status(&report);
+        let exit = match (stopped, status) {
+            (Some(exit), _) => exit,
+            (None, Some(status)) if libc::WIFEXITED(status) => Exit::Code(libc::WEXITSTATUS(status)),
+            (None, Some(status)) => Exit::Signal(libc::WTERMSIG(status)),
+            (None, None) if libc::WIFEXITED(a_status) => match libc::WEXITSTATUS(a_status) {
                 code @ 129..=192 => Exit::Signal(code - 128),
                 code => Exit::Code(code),
             },
-            None => Exit::Signal(libc::WTERMSIG(status)),
+            (None, None) => Exit::Signal(libc::WTERMSIG(a_status)),
         };
         Ok(Outcome { exit, stdout, stderr, output_bytes, elapsed: started.elapsed() })
     }
@@ -339,6 +350,7 @@ fn capture(
     let mut a_running = pidfd >= 0;
     let mut total = 0usize;
     let mut stopped = None;
+    let mut a_ended: Option<Instant> = None;
     let mut buffer = vec![0u8; 64 << 10];
     let stop_now = |why: Exit, stopped: &mut Option<Exit>| {
         if stopped.is_none() {
@@ -347,6 +359,11 @@ fn capture(
         }
     };
     while a_running || open.iter().any(|&o| o) {
+        // A is gone, so every process of a PID namespace is too; a pipe still open a
+        // second later is held by a process outside one (`isolation: available`).
+        if a_ended.is_some_and(|t| t.elapsed() > std::time::Duration::from_secs(1)) {
+            break;
+        }
         let wait_ms = match stopped {
             Some(_) => 1000,
             None => deadline.saturating_duration_since(Instant::now()).as_millis().min(60_000) as i32,
@@ -364,10 +381,9 @@ fn capture(
             continue;
         }
         if ready <= 0 {
-            if stopped.is_some() && !a_running {
-                break; // A is gone and a pipe is still open: a process outside a PID namespace kept it
+            if a_running {
+                stop_now(Exit::Timeout, &mut stopped);
             }
-            stop_now(Exit::Timeout, &mut stopped);
             continue;
         }
         for p in &polled {
@@ -376,6 +392,7 @@ fn capture(
             }
             if p.fd == pidfd {
                 a_running = false;
+                a_ended = Some(Instant::now());
                 continue;
             }
             let i = if p.fd == fds[0] { 0 } else { 1 };
@@ -394,7 +411,7 @@ fn capture(
                 stop_now(Exit::OutputLimit, &mut stopped);
             }
         }
-        if Instant::now() >= deadline {
+        if a_running && Instant::now() >= deadline {
             stop_now(Exit::Timeout, &mut stopped);
         }
     }
@@ -411,13 +428,17 @@ fn send_stop(stop: &OwnedFd) {
     unsafe { libc::write(stop.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
 }
 
-fn wait(pid: libc::pid_t) -> libc::c_int {
+fn wait(pid: libc::pid_t) -> Result<libc::c_int, SandboxError> {
     let mut status = 0;
     loop {
         // SAFETY: waits for our own child, writing its status into `status`.
         let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return status;
+        if r == pid {
+            return Ok(status);
+        }
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::EINTR) {
+            return Err(SandboxError::Host(format!("waiting for the sandbox's process {pid}: {error}")));
         }
     }
 }
@@ -474,6 +495,8 @@ impl WorkDir {
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o700));
         let _ = make_removable(&self.path);
         let _ = std::fs::remove_dir_all(&self.path);
     }

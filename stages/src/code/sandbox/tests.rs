@@ -230,3 +230,12 @@ fn without_the_mechanisms_the_same_escapes_succeed() {
     assert!(wrote);
     assert!(listener.accept().is_ok());
 }
+
+#[test]
+fn an_exit_code_above_128_is_a_code_and_a_signal_is_a_signal() {
+    let s = sandbox(5000);
+    let o = run_python(&s, "exit137", "import sys\nsys.exit(137)\n");
+    assert_eq!(o.exit, Exit::Code(137));
+    let o = run_python(&s, "abort", "import os\nos.abort()\n");
+    assert_eq!(o.exit, Exit::Signal(libc::SIGABRT));
+}
