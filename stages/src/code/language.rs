@@ -152,7 +152,7 @@ impl Toolchain {
                 let command = Command {
                     program: path.clone(),
                     args: vec![version.to_string()],
-                    env: environment(&[path.clone()], dir.path()),
+                    env: environment(std::slice::from_ref(path), dir.path()),
                     dir: dir.path().to_path_buf(),
                 };
                 probe.run(&command).is_ok_and(|o| o.success())

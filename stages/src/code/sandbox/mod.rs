@@ -8,8 +8,10 @@
 //! session can survive).
 //! The tree is three processes deep (`fork` three times, no helper binary):
 //!
-//!     kiln thread ─ A (namespaces made here; waits) ─ B (PID 1 of the new PID namespace)
-//!                                                       └ C (exec of the program)
+//! ```text
+//! kiln thread ─ A (namespaces made here; waits) ─ B (PID 1 of the new PID namespace)
+//!                                                   └ C (exec of the program)
+//! ```
 //!
 //! B only waits for C and exits with its status. When PID 1 of a PID namespace exits
 //! the kernel kills every process in it, so grandchildren that called `setsid` or
