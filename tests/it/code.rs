@@ -97,6 +97,9 @@ fn the_humaneval_pipeline_scores_a_model_and_the_canonical_solutions() {
         "eval_humaneval.with.max_new_tokens=16".into(),
         "eval_mbpp.with.limit=4".into(),
         "eval_mbpp.with.max_new_tokens=16".into(),
+        "eval_mbpp.with.samples=3".into(),
+        "eval_mbpp.with.temperature=0.8".into(),
+        "eval_mbpp.with.k=[1, 2, 10]".into(),
     ];
     let mut args = vec!["run", "pipelines/humaneval.yaml"];
     for s in &sets {
@@ -114,7 +117,10 @@ fn the_humaneval_pipeline_scores_a_model_and_the_canonical_solutions() {
     let total: u64 =
         ["passed", "failed", "timeout", "memory", "error"].iter().map(|s| statuses[s].as_u64().unwrap()).sum();
     assert_eq!(total, 6, "{statuses}");
-    assert_eq!(stage("eval_mbpp")["metrics"]["samples"], 4);
+    // Three samples of each of 4 problems: pass@1 and pass@2, and no pass@10 (10 > 3).
+    let mbpp = stage("eval_mbpp")["metrics"].clone();
+    assert_eq!((mbpp["samples"].as_u64(), mbpp["samples_per_problem"].as_u64()), (Some(12), Some(3)), "{mbpp}");
+    assert!(mbpp["pass@2"].as_f64().is_some() && mbpp.get("pass@10").is_none(), "{mbpp}");
 }
 
 /// Sandbox processes whose work folder belongs to the kiln process `pid`.

@@ -7,7 +7,9 @@
 //! `\nif`, `\nprint`); `chat` sends the problem's instruction as a ChatML user turn and
 //! runs the code of the answer's first fenced block, after the prompt's imports.
 //!
-//! Decoding is greedy (one sample per problem, pass@1). Every sample's row keeps its
+//! Decoding is greedy (one sample per problem, pass@1) or, with `samples: n` and a
+//! `temperature`, sampled (top-p), each sample from its own seeded stream; pass@k is the
+//! unbiased estimator averaged over problems, reported for each k <= n. Every sample's row keeps its
 //! completion, status (`passed`, `failed`, `timeout`, `memory`, `error`), the tail of
 //! stderr and its time; the stage's metrics record which isolation mechanisms were used.
 
@@ -83,6 +85,14 @@ pub struct Params {
     pub processes: u64,
     /// Programs run at once (0: one per core).
     pub workers: usize,
+    /// Samples per problem (more than one needs `temperature` above 0).
+    pub samples: usize,
+    /// 0: greedy; above 0, sampling from softmax(logits / temperature).
+    pub temperature: f64,
+    /// Nucleus sampling: the smallest set of likeliest tokens with this much probability.
+    pub top_p: f64,
+    /// The k of the pass@k reported (each only where k <= samples).
+    pub k: Vec<usize>,
     /// `strict`: every sandbox mechanism or fail; `available`: what this machine has.
     pub isolation: Isolation,
 }
@@ -103,6 +113,10 @@ impl Default for Params {
             memory_mb: 2048,
             processes: 32,
             workers: 0,
+            samples: 1,
+            temperature: 0.0,
+            top_p: 0.95,
+            k: vec![1, 10, 100],
             isolation: Isolation::Strict,
         }
     }
@@ -176,6 +190,24 @@ impl Stage for EvalCode {
         if params.languages.is_empty() {
             return Err(StageError::param("languages", "name at least one language"));
         }
+        if params.samples == 0 {
+            return Err(StageError::param("samples", "must be at least 1"));
+        }
+        if !(params.temperature >= 0.0 && params.temperature.is_finite()) {
+            return Err(StageError::param("temperature", "must be 0 (greedy) or above"));
+        }
+        if params.samples > 1 && params.temperature == 0.0 {
+            return Err(StageError::param(
+                "temperature",
+                "greedy decoding gives the same sample every time: set a temperature above 0 for `samples` > 1",
+            ));
+        }
+        if params.samples > 1 && params.outputs == Outputs::Solutions {
+            return Err(StageError::param("samples", "`outputs: solutions` has one solution per problem"));
+        }
+        if !(params.top_p > 0.0 && params.top_p <= 1.0) {
+            return Err(StageError::param("top_p", "must be in (0, 1]"));
+        }
         // A missing toolchain is a plan error, not a surprise after hours of generation.
         let sandbox = params.sandbox()?;
         for &language in &params.languages {
@@ -214,16 +246,19 @@ impl Stage for EvalCode {
         let executor =
             Executor::new(sandbox, &params.languages).map_err(|e| StageError::param("languages", e.to_string()))?;
 
+        // Sample j of problem i is row i * samples + j.
+        let n = params.samples;
+        let rows: Vec<(usize, usize)> = (0..problems.len()).flat_map(|i| (0..n).map(move |j| (i, j))).collect();
         let completions: Vec<String> = match params.outputs {
-            Outputs::Solutions => problems.iter().map(|(_, _, p)| p.canonical_solution.clone()).collect(),
-            Outputs::Model => generate_completions(params, ctx, &problems)?,
+            Outputs::Solutions => rows.iter().map(|&(i, _)| problems[i].2.canonical_solution.clone()).collect(),
+            Outputs::Model => generate_completions(params, ctx, &problems, &rows)?,
         };
-        let programs: Vec<String> = problems
+        let programs: Vec<String> = rows
             .iter()
             .zip(&completions)
-            .map(|((_, _, p), c)| match (params.outputs, params.mode) {
-                (Outputs::Model, Mode::Chat) => p.program_from_answer(c),
-                _ => p.program(c),
+            .map(|(&(i, _), c)| match (params.outputs, params.mode) {
+                (Outputs::Model, Mode::Chat) => problems[i].2.program_from_answer(c),
+                _ => problems[i].2.program(c),
             })
             .collect();
 
@@ -235,10 +270,10 @@ impl Stage for EvalCode {
             .build()
             .map_err(|e| StageError::Internal(format!("cannot start {workers} workers: {e}")))?;
         let executions = pool.install(|| {
-            problems
-                .par_iter()
+            rows.par_iter()
                 .zip(&programs)
-                .map(|((_, _, p), program)| {
+                .map(|(&(i, _), program)| {
+                    let p = &problems[i].2;
                     let run =
                         executor.execute(p.language, program).map_err(|e| StageError::data(&p.task_id, e.to_string()));
                     progress.advance(1);
@@ -249,30 +284,39 @@ impl Stage for EvalCode {
 
         let mut writer = ctx.write_table("samples")?;
         let strings = |f: &dyn Fn(usize) -> String| -> ArrayRef {
-            Arc::new(StringArray::from_iter_values((0..problems.len()).map(f)))
+            Arc::new(StringArray::from_iter_values((0..rows.len()).map(f)))
         };
+        let problem = |r: usize| &problems[rows[r].0];
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from_iter_values(problems.iter().map(|(id, _, _)| *id))),
-            strings(&|i| problems[i].2.task_id.clone()),
-            strings(&|i| problems[i].1.clone()),
-            strings(&|i| problems[i].2.language.name().to_string()),
-            Arc::new(Int64Array::from_iter_values(problems.iter().map(|_| 0))),
-            strings(&|i| completions[i].clone()),
-            strings(&|i| executions[i].status.name().to_string()),
-            strings(&|i| executions[i].stderr.clone()),
+            Arc::new(Int64Array::from_iter_values((0..rows.len()).map(|r| problem(r).0))),
+            strings(&|r| problem(r).2.task_id.clone()),
+            strings(&|r| problem(r).1.clone()),
+            strings(&|r| problem(r).2.language.name().to_string()),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|&(_, j)| j as i64))),
+            strings(&|r| completions[r].clone()),
+            strings(&|r| executions[r].status.name().to_string()),
+            strings(&|r| executions[r].stderr.clone()),
             Arc::new(Float64Array::from_iter_values(executions.iter().map(|e| e.seconds))),
         ];
         writer.write_columns(columns)?;
         writer.finish()?;
 
-        let passed: Vec<bool> = executions.iter().map(|e| e.status == Status::Passed).collect();
-        let pass_at_1 = share(&passed);
-        let by = |keys: &dyn Fn(usize) -> String| -> BTreeMap<String, f64> {
-            let mut groups: BTreeMap<String, Vec<bool>> = BTreeMap::new();
-            for (i, &p) in passed.iter().enumerate() {
-                groups.entry(keys(i)).or_default().push(p);
+        // Passes per problem, then the unbiased pass@k averaged over problems.
+        let passes: Vec<u64> = (0..problems.len())
+            .map(|i| (0..n).filter(|j| executions[i * n + j].status == Status::Passed).count() as u64)
+            .collect();
+        let mean_pass_at = |k: usize, members: &[usize]| -> f64 {
+            let values: Vec<f64> =
+                members.iter().filter_map(|&i| pass_at_k::pass_at_k(n as u64, passes[i], k as u64)).collect();
+            values.iter().sum::<f64>() / values.len().max(1) as f64
+        };
+        let everyone: Vec<usize> = (0..problems.len()).collect();
+        let by = |key: &dyn Fn(usize) -> String| -> BTreeMap<String, f64> {
+            let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for i in 0..problems.len() {
+                groups.entry(key(i)).or_default().push(i);
             }
-            groups.into_iter().map(|(k, v)| (k, share(&v))).collect()
+            groups.into_iter().map(|(g, members)| (g, mean_pass_at(1, &members))).collect()
         };
         let per_language = by(&|i| problems[i].2.language.name().to_string());
         let per_family = by(&|i| problems[i].1.clone());
@@ -280,32 +324,38 @@ impl Stage for EvalCode {
         for e in &executions {
             *statuses.entry(e.status.name()).or_default() += 1;
         }
+        let pass_at_1 = mean_pass_at(1, &everyone);
+        let mut report = StageReport::default()
+            .metric("mode", params.mode)
+            .metric("problems", problems.len())
+            .metric("samples", executions.len())
+            .metric("samples_per_problem", n)
+            .metric("pass@1", pass_at_1);
+        // pass@k only where it is defined: k <= n.
+        let mut reported = vec![format!("pass@1 {}", crate::eval_math::percent(pass_at_1))];
+        for &k in params.k.iter().filter(|&&k| k > 1 && k <= n) {
+            let value = mean_pass_at(k, &everyone);
+            report = report.metric(&format!("pass@{k}"), value);
+            reported.push(format!("pass@{k} {}", crate::eval_math::percent(value)));
+        }
         let percent = crate::eval_math::percent;
         let families_line: Vec<String> = per_family.iter().map(|(f, a)| format!("{f} {}", percent(*a))).collect();
         let scored = match params.outputs {
             Outputs::Model => "",
             Outputs::Solutions => " (canonical solutions)",
         };
-        Ok(StageReport::default()
-            .metric("mode", params.mode)
-            .metric("problems", problems.len())
-            .metric("samples", executions.len())
-            .metric("pass@1", pass_at_1)
+        Ok(report
             .metric("pass@1_per_language", &per_language)
             .metric("pass@1_per_family", &per_family)
             .metric("statuses", &statuses)
             .metric("isolation", &mechanisms)
             .summary(format!(
-                "pass@1 {} on {} problems{scored} ({})",
-                percent(pass_at_1),
+                "{} on {} problems{scored} ({})",
+                reported.join(", "),
                 problems.len(),
                 families_line.join(", ")
             )))
     }
-}
-
-fn share(values: &[bool]) -> f64 {
-    values.iter().filter(|&&v| v).count() as f64 / values.len().max(1) as f64
 }
 
 /// The input's problems with their ids; a language outside `languages` is an error.
@@ -355,6 +405,7 @@ fn generate_completions(
     params: &Params,
     ctx: &StageContext,
     problems: &[(i64, String, CodeProblem)],
+    rows: &[(usize, usize)],
 ) -> Result<Vec<String>> {
     let model = checkpoint::load(ctx.files("model")?)?;
     let tokenizer = tokenizer_train::load(ctx.files("tokenizer")?)?;
@@ -362,9 +413,10 @@ fn generate_completions(
     let stop = tokenizer
         .token_to_id(stop_token)
         .ok_or_else(|| StageError::Tokenizer(format!("the tokenizer has no `{stop_token}` token")))?;
-    let prompts: Vec<String> = problems
+    let prompts: Vec<String> = rows
         .iter()
-        .map(|(_, _, p)| match params.mode {
+        .map(|&(i, _)| &problems[i].2)
+        .map(|p| match params.mode {
             Mode::Completion => p.prompt.clone(),
             Mode::Chat => {
                 let mut messages = Vec::new();
@@ -380,12 +432,28 @@ fn generate_completions(
         .iter()
         .map(|p| Ok(tokenizer.encode(p.as_str(), false).map_err(tok_err)?.get_ids().to_vec()))
         .collect::<Result<_>>()?;
-    ctx.progress().start(problems.len() as u64, "problems generated");
+    // Each sample's own stream: the stage seed, the problem's id and the sample index.
+    let seeds: Vec<u64> = rows
+        .iter()
+        .map(|&(i, j)| {
+            let key = format!("{}/{}/{j}", ctx.seed, problems[i].0);
+            u64::from_le_bytes(blake3::hash(key.as_bytes()).as_bytes()[..8].try_into().expect("8 bytes"))
+        })
+        .collect();
+    let decoding = if params.temperature > 0.0 {
+        generate::Decoding::Sample { temperature: params.temperature as f32, top_p: params.top_p as f32 }
+    } else {
+        generate::Decoding::Greedy
+    };
+    ctx.progress().start(rows.len() as u64, "samples generated");
     let progress = ctx.progress();
+    let seed_chunks: Vec<&[u64]> = seeds.chunks(params.batch_size).collect();
     let outputs: Vec<Vec<u32>> = encoded
         .par_chunks(params.batch_size)
-        .map(|batch| {
-            let out = generate::greedy(&model, batch, stop, params.max_new_tokens)?;
+        .zip(seed_chunks)
+        .map(|(batch, seeds)| {
+            let seeds = if decoding == generate::Decoding::Greedy { &[][..] } else { seeds };
+            let out = generate::decode(&model, batch, stop, params.max_new_tokens, decoding, seeds)?;
             progress.advance(batch.len() as u64);
             Ok(out)
         })

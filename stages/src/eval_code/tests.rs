@@ -95,3 +95,13 @@ fn bad_parameters_are_named() {
         matches!(EvalCode::outputs(&Params::default(), &without), Err(StageError::Param { path, .. }) if path == "outputs")
     );
 }
+
+#[test]
+fn sampling_parameters_are_checked() {
+    let p = Params { samples: 5, ..Params::default() };
+    assert!(matches!(EvalCode::check(&p), Err(StageError::Param { path, .. }) if path == "temperature"));
+    let p = Params { samples: 5, temperature: 0.8, top_p: 0.0, ..Params::default() };
+    assert!(matches!(EvalCode::check(&p), Err(StageError::Param { path, .. }) if path == "top_p"));
+    let p = Params { samples: 2, temperature: 0.8, outputs: Outputs::Solutions, ..Params::default() };
+    assert!(matches!(EvalCode::check(&p), Err(StageError::Param { path, .. }) if path == "samples"));
+}

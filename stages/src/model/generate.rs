@@ -1,15 +1,19 @@
-//! Greedy decoding with a key/value cache, batched.
+//! Greedy decoding and sampling (temperature, top-p) with a key/value cache, batched.
 //!
 //! The prompts of a batch are prefilled together as segments of one token sequence
 //! (the same packed attention as training), their keys and values kept per sequence and
 //! layer; each later step feeds one token per unfinished sequence and attends to its
 //! cache. Ties in the argmax go to the lowest token id, so decoding is deterministic.
+//! Sampling draws each sequence's tokens from its own seeded stream, so a sequence's
+//! tokens do not depend on which others share its batch.
 
 use candle_core::{Device, Result, Tensor};
-use kiln_kernels::attention::cpu::decode;
+use kiln_kernels::attention::cpu::decode as attend_cached;
 use kiln_kernels::rms_norm::rms_norm;
 use kiln_kernels::rope::rope_heads;
 use kiln_kernels::swiglu::swiglu;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use super::{Model, Tokens, index_tensor};
 
@@ -20,9 +24,35 @@ struct Cache {
     len: usize,
 }
 
+/// How the next token is chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decoding {
+    Greedy,
+    /// From softmax(logits / temperature), restricted to the smallest set of most likely
+    /// tokens whose probabilities sum to at least `top_p` (nucleus sampling).
+    Sample {
+        temperature: f32,
+        top_p: f32,
+    },
+}
+
 /// Continues each prompt greedily until `stop` or `max_new` tokens; returns the new
 /// tokens of each, `stop` excluded.
 pub fn greedy(model: &Model, prompts: &[Vec<u32>], stop: u32, max_new: usize) -> Result<Vec<Vec<u32>>> {
+    decode(model, prompts, stop, max_new, Decoding::Greedy, &[])
+}
+
+/// Continues each prompt until `stop` or `max_new` tokens, choosing tokens by
+/// `decoding`; `seeds[i]` seeds prompt i's stream when sampling.
+pub fn decode(
+    model: &Model,
+    prompts: &[Vec<u32>],
+    stop: u32,
+    max_new: usize,
+    decoding: Decoding,
+    seeds: &[u64],
+) -> Result<Vec<Vec<u32>>> {
+    let mut chooser = Chooser::new(decoding, prompts.len(), seeds);
     if prompts.is_empty() {
         return Ok(Vec::new());
     }
@@ -59,7 +89,8 @@ pub fn greedy(model: &Model, prompts: &[Vec<u32>], stop: u32, max_new: usize) ->
     })?;
     let last: Vec<u32> = segments.iter().map(|&(s, l)| (s + l - 1) as u32).collect();
     let logits = model.logits(&hidden.index_select(&index_tensor(&last)?, 0)?)?;
-    let mut next = argmax_rows(&logits)?;
+    let all: Vec<usize> = (0..prompts.len()).collect();
+    let mut next = chooser.choose(&logits, &all)?;
 
     let mut outputs: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
     let mut active: Vec<usize> = (0..prompts.len()).collect();
@@ -83,19 +114,14 @@ pub fn greedy(model: &Model, prompts: &[Vec<u32>], stop: u32, max_new: usize) ->
         }
         let ids: Vec<u32> = active.iter().map(|&s| *outputs[s].last().expect("just pushed")).collect();
         let positions: Vec<u32> = active.iter().map(|&s| caches[s].len as u32).collect();
-        next = step_batch(model, &ids, &positions, &active, &mut caches)?;
+        let logits = step_batch(model, &ids, &positions, &active, &mut caches)?;
+        next = chooser.choose(&logits, &active)?;
     }
     Ok(outputs)
 }
 
-/// One decoding step for the active sequences; returns the next token of each.
-fn step_batch(
-    model: &Model,
-    ids: &[u32],
-    positions: &[u32],
-    active: &[usize],
-    caches: &mut [Cache],
-) -> Result<Vec<u32>> {
+/// One decoding step for the active sequences; returns the logits of each.
+fn step_batch(model: &Model, ids: &[u32], positions: &[u32], active: &[usize], caches: &mut [Cache]) -> Result<Tensor> {
     let heads = model.heads();
     let (d, kv, w) = (heads.head_dim, heads.kv_heads * heads.head_dim, heads.qkv_width());
     let q_width = heads.q_heads * d;
@@ -116,7 +142,7 @@ fn step_batch(
             let cache = &mut caches[s];
             cache.keys[layer].extend_from_slice(&row[q_width..q_width + kv]);
             cache.values[layer].extend_from_slice(&row[q_width + kv..]);
-            decode(
+            attend_cached(
                 &row[..q_width],
                 &cache.keys[layer],
                 &cache.values[layer],
@@ -135,7 +161,70 @@ fn step_batch(
         caches[s].len += 1;
     }
     let x = rms_norm(&x, &model.norm, eps)?;
-    argmax_rows(&model.logits(&x)?)
+    model.logits(&x)
+}
+
+/// Picks the next token of each sequence from its row of logits.
+struct Chooser {
+    decoding: Decoding,
+    /// One stream per sequence (sampling only).
+    rngs: Vec<ChaCha8Rng>,
+}
+
+impl Chooser {
+    fn new(decoding: Decoding, sequences: usize, seeds: &[u64]) -> Self {
+        let rngs = match decoding {
+            Decoding::Greedy => Vec::new(),
+            Decoding::Sample { .. } => {
+                assert_eq!(seeds.len(), sequences, "this is a bug in kiln: sampling needs a seed per prompt");
+                seeds.iter().map(|&s| ChaCha8Rng::seed_from_u64(s)).collect()
+            }
+        };
+        Chooser { decoding, rngs }
+    }
+
+    /// Row r of `logits` belongs to sequence `sequences[r]`.
+    fn choose(&mut self, logits: &Tensor, sequences: &[usize]) -> Result<Vec<u32>> {
+        match self.decoding {
+            Decoding::Greedy => argmax_rows(logits),
+            Decoding::Sample { temperature, top_p } => {
+                let (_, vocab) = logits.dims2()?;
+                let values: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+                Ok(values
+                    .chunks(vocab)
+                    .zip(sequences)
+                    .map(|(row, &s)| sample_row(row, temperature, top_p, &mut self.rngs[s]))
+                    .collect())
+            }
+        }
+    }
+}
+
+/// A token drawn from softmax(row / temperature) within the top-p nucleus; ties in
+/// probability are ordered by token id, so the draw depends only on the stream.
+pub fn sample_row(row: &[f32], temperature: f32, top_p: f32, rng: &mut impl Rng) -> u32 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let weights: Vec<f64> = row.iter().map(|&v| (((v - max) / temperature) as f64).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let mut order: Vec<usize> = (0..row.len()).collect();
+    order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(a.cmp(&b)));
+    let mut nucleus = Vec::new();
+    let mut mass = 0.0;
+    for &i in &order {
+        nucleus.push(i);
+        mass += weights[i];
+        if mass >= top_p as f64 * total {
+            break;
+        }
+    }
+    let mut draw = rng.random::<f64>() * mass;
+    for &i in &nucleus {
+        draw -= weights[i];
+        if draw < 0.0 {
+            return i as u32;
+        }
+    }
+    *nucleus.last().expect("a nucleus holds a token") as u32
 }
 
 /// The index of each row's largest value, the lowest index on ties.
@@ -179,6 +268,52 @@ mod tests {
             assert_eq!(&seq[p.len()..], got.as_slice());
         }
         Ok(())
+    }
+
+    /// Each sequence's sample depends on its seed, not on its batch; a tiny temperature
+    /// is the argmax.
+    #[test]
+    fn samples_do_not_depend_on_the_batch_and_a_cold_sample_is_greedy() -> Result<()> {
+        let (model, _) = Model::init(&tiny_config(), 4)?;
+        let prompts = vec![vec![1u32, 2, 3], vec![4u32], vec![5u32, 6]];
+        let hot = Decoding::Sample { temperature: 1.0, top_p: 0.9 };
+        let together = decode(&model, &prompts, u32::MAX, 6, hot, &[7, 8, 9])?;
+        let alone = decode(&model, &prompts[1..2], u32::MAX, 6, hot, &[8])?;
+        assert_eq!(together[1], alone[0]);
+        let other_seed = decode(&model, &prompts, u32::MAX, 6, hot, &[17, 18, 19])?;
+        assert_ne!(together, other_seed, "seeds change samples");
+        let cold = Decoding::Sample { temperature: 1e-4, top_p: 1.0 };
+        assert_eq!(decode(&model, &prompts, u32::MAX, 6, cold, &[1, 2, 3])?, greedy(&model, &prompts, u32::MAX, 6)?);
+        Ok(())
+    }
+
+    /// Frequencies of 40,000 draws match softmax(row / T) (a straightforward loop), and
+    /// tokens outside the nucleus are never drawn.
+    #[test]
+    fn sampling_follows_the_tempered_softmax_within_the_nucleus() {
+        let row = [2.0f32, 1.0, 0.5, -1.0, 0.0];
+        let t = 0.8;
+        let exp: Vec<f64> = row.iter().map(|&v| ((v / t) as f64).exp()).collect();
+        let z: f64 = exp.iter().sum();
+        let p: Vec<f64> = exp.iter().map(|e| e / z).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let n = 40_000;
+        let mut counts = [0usize; 5];
+        for _ in 0..n {
+            counts[sample_row(&row, t, 1.0, &mut rng) as usize] += 1;
+        }
+        for (c, want) in counts.iter().zip(&p) {
+            assert!((*c as f64 / n as f64 - want).abs() < 0.01, "{counts:?} vs {p:?}");
+        }
+        // top_p 0.8: the nucleus is tokens 0 and 1 (p0 + p1 >= 0.8 > p0); renormalised.
+        assert!(p[0] < 0.8 && p[0] + p[1] >= 0.8);
+        let mut counts = [0usize; 5];
+        for _ in 0..n {
+            counts[sample_row(&row, t, 0.8, &mut rng) as usize] += 1;
+        }
+        assert_eq!(counts[2] + counts[3] + counts[4], 0, "{counts:?}");
+        let share0 = counts[0] as f64 / n as f64;
+        assert!((share0 - p[0] / (p[0] + p[1])).abs() < 0.01, "{share0}");
     }
 
     #[test]
