@@ -292,7 +292,7 @@ fn main() {
         eval[i] = train[i * 7].clone();
     }
     let start = Instant::now();
-    let hits = find_overlaps(&train, &eval, 13);
+    let hits = find_overlaps(&train, &eval, 13, kiln_stages::decontaminate::Tokens::Words);
     let kiln = start.elapsed().as_secs_f64();
     let pair = serde_json::to_string(&(&train, &eval)).expect("json");
     let mut file = tempfile::NamedTempFile::new().expect("temp file");

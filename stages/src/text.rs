@@ -23,6 +23,46 @@ pub fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Code tokens, for n-grams over programs: identifiers and numbers (lowercased, NFKC)
+/// and every punctuation character on its own; whitespace, layout and `#` comments
+/// dropped. Unlike `words`, `s[:4]` and `s[4:]` differ, and a copy that was re-indented,
+/// re-spaced or re-commented is the same token sequence.
+pub fn code_tokens(text: &str) -> Vec<String> {
+    let folded: String = text.nfkc().collect::<String>().to_lowercase();
+    let mut tokens = Vec::new();
+    for line in folded.lines() {
+        // A `#` outside a string starts a comment; quotes are tracked per line.
+        let mut quote: Option<char> = None;
+        let mut current = String::new();
+        for c in line.chars() {
+            if quote.is_none() && c == '#' {
+                break;
+            }
+            if c == '"' || c == '\'' {
+                quote = match quote {
+                    Some(q) if q == c => None,
+                    None => Some(c),
+                    other => other,
+                };
+            }
+            if c.is_alphanumeric() || c == '_' {
+                current.push(c);
+                continue;
+            }
+            if !current.is_empty() {
+                tokens.push(std::mem::take(&mut current));
+            }
+            if !c.is_whitespace() {
+                tokens.push(c.to_string());
+            }
+        }
+        if !current.is_empty() {
+            tokens.push(current);
+        }
+    }
+    tokens
+}
+
 /// 64-bit hash of a text.
 pub fn hash(text: &str) -> u64 {
     xxh3_64(text.as_bytes())

@@ -5,6 +5,12 @@
 //! eval_gsm8k: gsm8k_test, eval_math: math_test }`). Words are lowercased with
 //! punctuation removed; a text shorter than n words has no n-gram and never matches.
 //!
+//! With `tokens: code` the n-grams are of code tokens ([`text::code_tokens`]): words
+//! drop punctuation, so two lines of code that differ only in operators or slices
+//! (`s[:4]`, `s[4:]`) are the same words, while a benchmark prompt copied with other
+//! indentation, spacing or comments is the same code tokens. For HumanEval and MBPP
+//! prompts (signatures, docstrings, asserts) a 13-gram of code tokens is about one line.
+//!
 //! The evaluation n-grams go into one hash map; each training row is a single pass over
 //! its windows: 100,000 rows against 10,000 take seconds.
 
@@ -27,17 +33,58 @@ pub struct Decontaminate;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
-    /// Words per n-gram.
+    /// Tokens per n-gram.
     pub ngram: usize,
+    /// What an n-gram is made of: `words` (prose, math) or `code` (programs).
+    pub tokens: Tokens,
     /// The training text columns searched.
     pub columns: Vec<String>,
     /// The evaluation text columns indexed.
     pub eval_columns: Vec<String>,
 }
 
+/// The tokens of the n-grams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tokens {
+    /// Lowercase words, punctuation removed.
+    #[default]
+    Words,
+    /// Identifiers, numbers and punctuation; layout and comments ignored.
+    Code,
+}
+
+impl Tokens {
+    /// The n-grams of a text, each as its tokens joined by spaces. A code n-gram spans n
+    /// identifiers and numbers and the punctuation between them: n punctuation tokens
+    /// alone (`: list [ int ] ) - > list [ int ] :`) are boilerplate every typed
+    /// signature shares (measured: 3,786 of 20,000 generated tasks matched HumanEval on
+    /// such 13-grams, against 0 with this span).
+    pub fn grams(self, text: &str, n: usize) -> Vec<String> {
+        if n == 0 {
+            return Vec::new();
+        }
+        match self {
+            Tokens::Words => text::words(text).windows(n).map(|w| w.join(" ")).collect(),
+            Tokens::Code => {
+                let tokens = text::code_tokens(text);
+                let words: Vec<usize> = (0..tokens.len())
+                    .filter(|&i| tokens[i].chars().next().is_some_and(|c| c.is_alphanumeric() || c == '_'))
+                    .collect();
+                words.windows(n).map(|w| tokens[w[0]..=w[n - 1]].join(" ")).collect()
+            }
+        }
+    }
+}
+
 impl Default for Params {
     fn default() -> Self {
-        Params { ngram: 13, columns: vec!["question".into(), "solution".into()], eval_columns: vec!["question".into()] }
+        Params {
+            ngram: 13,
+            tokens: Tokens::Words,
+            columns: vec!["question".into(), "solution".into()],
+            eval_columns: vec!["question".into()],
+        }
     }
 }
 
@@ -52,8 +99,8 @@ pub struct Hit {
 impl Stage for Decontaminate {
     type Params = Params;
     const KIND: &'static str = "decontaminate";
-    const VERSION: u32 = 2;
-    const ABOUT: &'static str = "drop training rows sharing a word n-gram (13) with any evaluation set";
+    const VERSION: u32 = 3;
+    const ABOUT: &'static str = "drop training rows sharing a word (or code) n-gram (13) with any evaluation set";
 
     fn inputs() -> &'static [InputDecl] {
         &[
@@ -110,7 +157,7 @@ impl Stage for Decontaminate {
         let batches = ctx.table("data")?.read_all()?;
         let (ids, texts) = ids_and_texts(&batches, &params.columns)?;
         ctx.progress().start(texts.len() as u64, "rows");
-        let hits = find_overlaps(&texts, &eval_texts, params.ngram);
+        let hits = find_overlaps(&texts, &eval_texts, params.ngram, params.tokens);
         ctx.progress().advance(texts.len() as u64);
 
         let kept = write_kept(ctx, &batches, hits.iter().map(|h| h.row))?;
@@ -143,25 +190,22 @@ impl Stage for Decontaminate {
 
 /// For each training text that shares an n-gram with an evaluation text, the first such
 /// n-gram (in the training text) and the first evaluation row holding it.
-pub fn find_overlaps(texts: &[String], eval_texts: &[String], n: usize) -> Vec<Hit> {
+pub fn find_overlaps(texts: &[String], eval_texts: &[String], n: usize, tokens: Tokens) -> Vec<Hit> {
     let mut index: HashMap<u64, usize> = HashMap::new();
     for (e, t) in eval_texts.iter().enumerate() {
-        for h in text::ngram_hashes(&text::words(t), n) {
-            index.entry(h).or_insert(e);
+        for gram in tokens.grams(t, n) {
+            index.entry(text::hash(&gram)).or_insert(e);
         }
     }
     texts
         .par_iter()
         .enumerate()
         .filter_map(|(row, t)| {
-            let words = text::words(t);
-            let hashes = text::ngram_hashes(&words, n);
-            hashes.iter().enumerate().find_map(|(at, h)| {
-                let &eval_row = index.get(h)?;
-                // Confirm on the words themselves: a 64-bit collision must not drop a row.
-                let eval_words = text::words(&eval_texts[eval_row]);
-                let gram = &words[at..at + n];
-                eval_words.windows(n).any(|w| w == gram).then(|| Hit { row, eval_row, ngram: gram.join(" ") })
+            let grams = tokens.grams(t, n);
+            grams.into_iter().find_map(|gram| {
+                let &eval_row = index.get(&text::hash(&gram))?;
+                // Confirm on the tokens themselves: a 64-bit collision must not drop a row.
+                tokens.grams(&eval_texts[eval_row], n).contains(&gram).then_some(Hit { row, eval_row, ngram: gram })
             })
         })
         .collect()
@@ -182,12 +226,12 @@ mod tests {
             "A baker makes 25 muffins in the morning and 18 in the afternoon; he sells 31 of them!".to_string(),
             "A short one.".to_string(),
         ];
-        let hits = find_overlaps(&train, &eval, 13);
+        let hits = find_overlaps(&train, &eval, 13, Tokens::Words);
         assert_eq!(hits.len(), 1);
         assert_eq!((hits[0].row, hits[0].eval_row), (0, 0));
         assert_eq!(hits[0].ngram, "baker makes 24 muffins in the morning and 18 in the afternoon he");
         // shorter n: the changed numbers no longer protect the second row
-        assert_eq!(find_overlaps(&train, &eval, 6).len(), 2);
+        assert_eq!(find_overlaps(&train, &eval, 6, Tokens::Words).len(), 2);
     }
 
     #[test]
@@ -214,6 +258,28 @@ mod tests {
         assert_eq!(sets, ["eval_gsm8k", "eval_math"]);
         let kept = testing::read(&dir.path().join("out/kept"));
         assert_eq!(Columns::new(&kept[0]).i64s("id").unwrap().values(), &[2]);
+    }
+
+    /// A line of code copied re-spaced and commented is caught by code tokens; a line
+    /// that differs only in its slices and operators has the same words but no code
+    /// 8-gram in common.
+    #[test]
+    fn code_tokens_see_through_layout_but_not_through_operators() {
+        let eval = vec!["    return word[:k] + word[-1] * 2 if word else prefix[k:] - 3\n".to_string()];
+        let copied = "  return word[ :k ]+word[-1]*2   if word else prefix[k:]-3   # same\n".to_string();
+        let different = "    return word[k:] - word[1] / 2 if word else prefix[:k] + 3\n".to_string();
+        let train = vec![copied, different];
+        let rows = |tokens, n| find_overlaps(&train, &eval, n, tokens).iter().map(|h| h.row).collect::<Vec<_>>();
+        assert_eq!(rows(Tokens::Words, 8), [0, 1], "words cannot tell the operators apart");
+        assert_eq!(rows(Tokens::Code, 8), [0], "code tokens catch the copy and keep the other line");
+        // Typed signatures share long runs of punctuation: a code n-gram counts only names
+        // and numbers. These two share their last 6 names (and 17 tokens), not 7.
+        let signature = ["def f(a: list[int], b: list[int]) -> dict[str, list[int]]:".to_string()];
+        let other = ["def g(c: list[int], d: list[int]) -> dict[str, list[int]]:".to_string()];
+        assert_eq!(find_overlaps(&other, &signature, 6, Tokens::Code).len(), 1);
+        assert!(find_overlaps(&other, &signature, 7, Tokens::Code).is_empty());
+        assert_eq!(text::code_tokens("x = a[:4]  # note\n"), ["x", "=", "a", "[", ":", "4", "]"]);
+        assert_eq!(text::code_tokens("s = '# not a comment'"), ["s", "=", "'", "#", "not", "a", "comment", "'"]);
     }
 
     #[test]
