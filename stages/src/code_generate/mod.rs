@@ -40,6 +40,8 @@ pub struct Params {
     /// Families to draw from, in turn: string, list, number, dict, composition.
     pub families: Vec<String>,
     pub count: u64,
+    /// Doctest examples in each docstring (0 to 5; HumanEval's prompts have 0 to 3).
+    pub examples: usize,
     /// References run per verification program.
     pub verify_batch: usize,
     /// `strict`: every sandbox mechanism or fail; `available`: what this machine has.
@@ -51,6 +53,7 @@ impl Default for Params {
         Params {
             families: FAMILIES.map(String::from).to_vec(),
             count: 1000,
+            examples: 1,
             verify_batch: 250,
             isolation: Isolation::Strict,
         }
@@ -68,20 +71,17 @@ pub struct Item {
 }
 
 /// Item `id` of a generator with these families and seed.
-pub fn item(families: &[String], seed: u64, id: u64) -> Item {
+pub fn item(families: &[String], examples: usize, seed: u64, id: u64) -> Item {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(id);
     let family = &families[(id % families.len() as u64) as usize];
     let t = tasks::draw(family, &mut rng);
     let signature = format!("def {}({}: {}) -> {}:\n", t.name, t.arg, t.arg_type, t.returns);
-    let (example_in, example_out) = &t.cases[0];
-    let prompt = format!(
-        "{signature}    \"\"\"{}\n    >>> {}({})\n    {}\n    \"\"\"\n",
-        t.doc,
-        t.name,
-        example_in.repr(),
-        example_out.repr()
-    );
+    let shown: String = t.cases[..examples.min(t.cases.len())]
+        .iter()
+        .map(|(input, output)| format!("    >>> {}({})\n    {}\n", t.name, input.repr(), output.repr()))
+        .collect();
+    let prompt = format!("{signature}    \"\"\"{}\n{shown}    \"\"\"\n", t.doc);
     let mut test = String::from("def check(candidate):\n");
     for (input, output) in &t.cases {
         test += &format!("    assert candidate({}) == {}\n", input.repr(), output.repr());
@@ -119,6 +119,9 @@ impl Stage for CodeGenerate {
         if params.count == 0 {
             return Err(StageError::param("count", "must be at least 1"));
         }
+        if params.examples > 5 {
+            return Err(StageError::param("examples", "at most 5 (each task has 5 test inputs)"));
+        }
         if params.verify_batch == 0 {
             return Err(StageError::param("verify_batch", "must be at least 1"));
         }
@@ -131,7 +134,7 @@ impl Stage for CodeGenerate {
 
     fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
         let items: Vec<Item> =
-            (0..params.count).into_par_iter().map(|id| item(&params.families, ctx.seed, id)).collect();
+            (0..params.count).into_par_iter().map(|id| item(&params.families, params.examples, ctx.seed, id)).collect();
         let sandbox =
             Sandbox::probe(params.isolation, Limits { time: std::time::Duration::from_secs(60), ..Limits::default() })
                 .map_err(|e| StageError::param("isolation", e.to_string()))?;

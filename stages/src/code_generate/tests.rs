@@ -10,7 +10,7 @@ fn executor() -> Executor {
 #[test]
 fn every_family_s_references_pass_the_tests_computed_in_rust() {
     let families: Vec<String> = FAMILIES.map(String::from).to_vec();
-    let items: Vec<Item> = (0..500).map(|id| item(&families, 3, id)).collect();
+    let items: Vec<Item> = (0..500).map(|id| item(&families, 1, 3, id)).collect();
     let verdict = verify(&executor(), &items).unwrap();
     let failed: Vec<&str> =
         items.iter().zip(&verdict).filter(|(_, ok)| !**ok).map(|(i, _)| i.prompt.as_str()).collect();
@@ -18,9 +18,20 @@ fn every_family_s_references_pass_the_tests_computed_in_rust() {
 }
 
 #[test]
+fn docstrings_show_as_many_examples_as_asked() {
+    let families = vec!["list".to_string()];
+    for examples in [0, 1, 3] {
+        let prompt = item(&families, examples, 3, 0).prompt;
+        assert_eq!(prompt.matches(">>> ").count(), examples, "{prompt}");
+    }
+    let p = Params { examples: 6, ..Params::default() };
+    assert!(matches!(CodeGenerate::check(&p), Err(StageError::Param { path, .. }) if path == "examples"));
+}
+
+#[test]
 fn a_wrong_reference_is_caught_by_verification() {
     let families = vec!["list".to_string()];
-    let mut items: Vec<Item> = (0..4).map(|id| item(&families, 3, id)).collect();
+    let mut items: Vec<Item> = (0..4).map(|id| item(&families, 1, 3, id)).collect();
     items[2].solution = "    return None\n".into();
     assert_eq!(verify(&executor(), &items).unwrap(), [true, true, false, true]);
 }
