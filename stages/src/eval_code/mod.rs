@@ -26,12 +26,11 @@ use crate::code::problem::CodeProblem;
 use crate::code::sandbox::{Isolation, Limits, Sandbox};
 use crate::context::StageContext;
 use crate::error::{Result, StageError};
-use crate::model::{checkpoint, generate};
+use crate::model::{generate, texts};
 use crate::schema::standard;
 use crate::stage::{Accepts, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
 use crate::table::Columns;
 use crate::template::{Message, Template};
-use crate::tokenizer_train::{self, tok_err};
 
 pub mod pass_at_k;
 
@@ -407,12 +406,6 @@ fn generate_completions(
     problems: &[(i64, String, CodeProblem)],
     rows: &[(usize, usize)],
 ) -> Result<Vec<String>> {
-    let model = checkpoint::load(ctx.files("model")?)?;
-    let tokenizer = tokenizer_train::load(ctx.files("tokenizer")?)?;
-    let stop_token = params.template.end_of_turn();
-    let stop = tokenizer
-        .token_to_id(stop_token)
-        .ok_or_else(|| StageError::Tokenizer(format!("the tokenizer has no `{stop_token}` token")))?;
     let prompts: Vec<String> = rows
         .iter()
         .map(|&(i, _)| &problems[i].2)
@@ -428,10 +421,6 @@ fn generate_completions(
             }
         })
         .collect();
-    let encoded: Vec<Vec<u32>> = prompts
-        .iter()
-        .map(|p| Ok(tokenizer.encode(p.as_str(), false).map_err(tok_err)?.get_ids().to_vec()))
-        .collect::<Result<_>>()?;
     // Each sample's own stream: the stage seed, the problem's id and the sample index.
     let seeds: Vec<u64> = rows
         .iter()
@@ -445,32 +434,22 @@ fn generate_completions(
     } else {
         generate::Decoding::Greedy
     };
-    ctx.progress().start(rows.len() as u64, "samples generated");
-    let progress = ctx.progress();
-    let seed_chunks: Vec<&[u64]> = seeds.chunks(params.batch_size).collect();
-    let outputs: Vec<Vec<u32>> = encoded
-        .par_chunks(params.batch_size)
-        .zip(seed_chunks)
-        .map(|(batch, seeds)| {
-            let seeds = if decoding == generate::Decoding::Greedy { &[][..] } else { seeds };
-            let out = generate::decode(&model, batch, stop, params.max_new_tokens, decoding, seeds)?;
-            progress.advance(batch.len() as u64);
-            Ok(out)
-        })
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .flatten()
-        .collect();
-    outputs
+    let outputs = texts::generate_texts(
+        ctx,
+        params.template,
+        &prompts,
+        params.max_new_tokens,
+        params.batch_size,
+        decoding,
+        &seeds,
+    )?;
+    Ok(outputs
         .iter()
-        .map(|o| {
-            let text = tokenizer.decode(o, false).map_err(tok_err)?;
-            Ok(match params.mode {
-                Mode::Completion => cut_at_stop(&text, &params.stop).to_string(),
-                Mode::Chat => fenced_code(&text).to_string(),
-            })
+        .map(|o| match params.mode {
+            Mode::Completion => cut_at_stop(&o.text, &params.stop).to_string(),
+            Mode::Chat => fenced_code(&o.text).to_string(),
         })
-        .collect()
+        .collect())
 }
 
 /// The text before the first stop sequence.

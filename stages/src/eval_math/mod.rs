@@ -17,18 +17,17 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Int64Array, StringArray};
 use arrow::datatypes::DataType;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::context::StageContext;
 use crate::error::{Result, StageError};
 use crate::math::format::Format;
-use crate::model::{checkpoint, generate};
+use crate::model::generate::Decoding;
+use crate::model::texts;
 use crate::schema::standard;
 use crate::stage::{Accepts, Artifact, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
 use crate::table::Columns;
 use crate::template::{Message, Template};
-use crate::tokenizer_train::{self, tok_err};
 
 pub struct EvalMath;
 
@@ -205,7 +204,7 @@ impl Stage for EvalMath {
             })
             .collect();
         let (texts, unfinished, mean_tokens) = match params.outputs {
-            Outputs::Model => generate_outputs(params, ctx, &problems, &prompts)?,
+            Outputs::Model => generate_outputs(params, ctx, &prompts)?,
             Outputs::Solutions => {
                 ctx.progress().start(problems.len() as u64, "problems");
                 ctx.progress().advance(problems.len() as u64);
@@ -289,40 +288,19 @@ fn accuracy_by<'a>(groups: impl Iterator<Item = &'a str>, correct: &[bool]) -> B
 
 /// The model's greedy outputs for the prompts, how many ran out of tokens, and the mean
 /// number of new tokens.
-fn generate_outputs(
-    params: &Params,
-    ctx: &StageContext,
-    problems: &[Problem],
-    prompts: &[String],
-) -> Result<(Vec<String>, usize, f64)> {
-    let model = checkpoint::load(ctx.files("model")?)?;
-    let tokenizer = tokenizer_train::load(ctx.files("tokenizer")?)?;
-    let stop_token = params.template.end_of_turn();
-    let stop = tokenizer
-        .token_to_id(stop_token)
-        .ok_or_else(|| StageError::Tokenizer(format!("the tokenizer has no `{stop_token}` token")))?;
-    let encoded: Vec<Vec<u32>> = prompts
-        .iter()
-        .map(|p| Ok(tokenizer.encode(p.as_str(), false).map_err(tok_err)?.get_ids().to_vec()))
-        .collect::<Result<_>>()?;
-    ctx.progress().start(problems.len() as u64, "problems");
-    let progress = ctx.progress();
-    let outputs: Vec<Vec<u32>> = encoded
-        .par_chunks(params.batch_size)
-        .map(|batch| {
-            let out = generate::greedy(&model, batch, stop, params.max_new_tokens)?;
-            progress.advance(batch.len() as u64);
-            Ok(out)
-        })
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .flatten()
-        .collect();
-    let texts: Vec<String> =
-        outputs.iter().map(|o| tokenizer.decode(o, false).map_err(tok_err)).collect::<Result<_>>()?;
-    let unfinished = outputs.iter().filter(|o| o.len() >= params.max_new_tokens).count();
-    let mean_tokens = outputs.iter().map(Vec::len).sum::<usize>() as f64 / problems.len().max(1) as f64;
-    Ok((texts, unfinished, mean_tokens))
+fn generate_outputs(params: &Params, ctx: &StageContext, prompts: &[String]) -> Result<(Vec<String>, usize, f64)> {
+    let outputs = texts::generate_texts(
+        ctx,
+        params.template,
+        prompts,
+        params.max_new_tokens,
+        params.batch_size,
+        Decoding::Greedy,
+        &[],
+    )?;
+    let unfinished = outputs.iter().filter(|o| o.tokens >= params.max_new_tokens).count();
+    let mean_tokens = outputs.iter().map(|o| o.tokens).sum::<usize>() as f64 / outputs.len().max(1) as f64;
+    Ok((outputs.into_iter().map(|o| o.text).collect(), unfinished, mean_tokens))
 }
 
 #[cfg(test)]

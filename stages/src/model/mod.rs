@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod generate;
+pub mod texts;
 
 use std::sync::Arc;
 

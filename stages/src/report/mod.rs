@@ -66,6 +66,16 @@ struct Scores {
 }
 
 impl Scores {
+    fn named(name: String) -> Self {
+        Scores {
+            name,
+            families: BTreeMap::new(),
+            levels: BTreeMap::new(),
+            wrong: Vec::new(),
+            statuses: BTreeMap::new(),
+        }
+    }
+
     /// Correct and total over every problem.
     fn overall(&self) -> (usize, usize) {
         self.families.values().fold((0, 0), |(a, b), &(c, t)| (a + c, b + t))
@@ -211,13 +221,7 @@ fn read_curve(ctx: &StageContext, name: &str) -> Result<Curve> {
 }
 
 fn read_scores(ctx: &StageContext, name: &str) -> Result<Scores> {
-    let mut scores = Scores {
-        name: ctx.input(name)?.origin.clone(),
-        families: BTreeMap::new(),
-        levels: BTreeMap::new(),
-        wrong: Vec::new(),
-        statuses: BTreeMap::new(),
-    };
+    let mut scores = Scores::named(ctx.input(name)?.origin.clone());
     for batch in ctx.table(name)?.batches() {
         let batch = batch?;
         let c = Columns::new(&batch);
@@ -252,13 +256,7 @@ fn read_scores(ctx: &StageContext, name: &str) -> Result<Scores> {
 /// An `eval.code` input: a sample is right when it passed; a wrong one shows its task,
 /// status, completion and the end of its stderr.
 fn read_code_scores(ctx: &StageContext, name: &str) -> Result<Scores> {
-    let mut scores = Scores {
-        name: ctx.input(name)?.origin.clone(),
-        families: BTreeMap::new(),
-        levels: BTreeMap::new(),
-        wrong: Vec::new(),
-        statuses: BTreeMap::new(),
-    };
+    let mut scores = Scores::named(ctx.input(name)?.origin.clone());
     for batch in ctx.table(name)?.batches() {
         let batch = batch?;
         let c = Columns::new(&batch);
