@@ -337,6 +337,7 @@ fn plan_as_last_run(args: &PipelineArgs, registry: &Registry) -> Result<Plan, Fa
 
 fn plan(args: PlanArgs, registry: &Registry) -> Result<(), Failure> {
     let plan = plan_of(&args.pipeline, registry)?;
+    plan.check_files(&vec![true; plan.stages.len()]).map_err(|d| Failure::usage(d.render()))?;
     let store = store_of(&args.pipeline.store);
     if args.explain {
         print(&explain::explain(&plan, &exec::status(&plan, &store, &[])));

@@ -79,6 +79,8 @@ fn key_changes(plan: &Plan, store: &Store, recorded: &Manifest) -> Vec<String> {
 }
 
 fn execute(plan: &Plan, store: &Store, selection: &Selection, started: Instant) -> Result<(), Failure> {
+    let chosen = exec::selected(plan, selection).map_err(|e| Failure::usage(format!("error: {e}")))?;
+    plan.check_files(&chosen).map_err(|d| Failure::usage(d.render()))?;
     let outcome = match exec::run(plan, store, selection, &Terminal::new()) {
         Ok(outcome) => outcome,
         Err(ExecError::Usage(message)) => return Err(Failure::usage(format!("error: {message}"))),

@@ -1,7 +1,8 @@
 //! The plan: a pipeline spec resolved against the registry. Every stage's kind is known,
 //! its parameters typed and defaulted, its inputs bound to upstream outputs whose
 //! declared schemas it accepts, and the stages ordered so each comes after its inputs.
-//! Only a plan can be executed, and a plan exists only if the whole pipeline is valid.
+//! Only a plan can be executed, and a plan exists only if the whole pipeline is valid;
+//! the external files it names are checked for the stages a run computes.
 
 pub mod key;
 
@@ -29,6 +30,10 @@ pub struct PlannedStage {
     pub inputs: Vec<PlannedInput>,
     pub outputs: Vec<OutputDecl>,
     pub seed: u64,
+    /// The external files this stage reads that do not exist, as located errors. They
+    /// stop a run only if it computes this stage (`Plan::check_files`): a pipeline whose
+    /// model is not downloaded yet can still run its data stages with `--until`.
+    pub missing_files: Vec<Diagnostic>,
 }
 
 /// One input bound to an upstream output: `stage` indexes `Plan::stages`.
@@ -63,6 +68,18 @@ impl Plan {
         }
         let stages = planned.into_iter().map(|p| p.expect("checked above")).collect();
         Ok(Plan { spec, sources, stages })
+    }
+
+    /// The missing external files of the stages `chosen` marks, all at once.
+    pub fn check_files(&self, chosen: &[bool]) -> Result<(), Diagnostics> {
+        let items: Vec<Diagnostic> = self
+            .stages
+            .iter()
+            .zip(chosen)
+            .filter(|(_, chosen)| **chosen)
+            .flat_map(|(stage, _)| stage.missing_files.iter().cloned())
+            .collect();
+        if items.is_empty() { Ok(()) } else { Err(Diagnostics { items, sources: self.sources.clone() }) }
     }
 
     pub fn index(&self, name: &str) -> Option<usize> {
@@ -231,24 +248,21 @@ fn plan_stage(
             return None;
         }
     };
-    let missing: Vec<_> = configured
+    let missing_files = configured
         .external_files()
         .into_iter()
         .filter(|f| !(f.path.is_file() || (f.folder && f.path.is_dir())))
+        .map(|file| {
+            let shown = file.path.display();
+            let message = if file.path.is_dir() {
+                format!("`{shown}` is a folder; this kind reads one file")
+            } else {
+                let what = if file.folder { "file or folder" } else { "file" };
+                format!("no {what} `{shown}` (relative paths are from the current directory)")
+            };
+            param_error(stage, StageError::param(&file.param, message))
+        })
         .collect();
-    for file in &missing {
-        let shown = file.path.display();
-        let message = if file.path.is_dir() {
-            format!("`{shown}` is a folder; this kind reads one file")
-        } else {
-            let what = if file.folder { "file or folder" } else { "file" };
-            format!("no {what} `{shown}` (relative paths are from the current directory)")
-        };
-        errors.push(param_error(stage, StageError::param(&file.param, message)));
-    }
-    if !missing.is_empty() {
-        return None;
-    }
     Some(PlannedStage {
         name: stage.name.clone(),
         kind,
@@ -256,6 +270,7 @@ fn plan_stage(
         inputs: inputs.into_iter().map(|(i, _)| i).collect(),
         outputs,
         seed: stage.seed.unwrap_or(spec.seed),
+        missing_files,
     })
 }
 

@@ -67,9 +67,11 @@ fn query_and_inspect_take_the_overrides_of_the_last_run() {
     assert!(note.contains("--set train_source.with.path=tests/fixtures/gsm8k-train.jsonl"), "{note}");
     let shown = work.ok(&["inspect", GSM8K, "train_problems", "--rows", "1"]);
     assert!(shown.contains("output problems: table `problems`, 16 rows"), "{shown}");
-    // Given overrides are used as given: the default path does not exist.
-    let out = work.kiln(&["query", GSM8K, "SELECT 1", "--set", "seed=7"]);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    // Given overrides are used as given: the default path does not exist, so nothing
+    // is cached under the keys it gives.
+    let out = work.kiln(&["query", GSM8K, "SELECT count(*) FROM train_problems", "--set", "seed=7"]);
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`train_problems` is not cached yet"));
 }
 
 #[test]
@@ -80,6 +82,26 @@ fn a_missing_file_is_a_plan_error_at_its_parameter() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no file `data/gsm8k/train.jsonl`"), "{err}");
     assert!(err.contains("pipelines/gsm8k-sft.yaml:12:19"), "points at the path in the file: {err}");
+}
+
+/// Only the stages a run computes need their files: the training data can be prepared
+/// before the test set is downloaded, and the run that needs it says which is missing.
+#[test]
+fn a_run_needs_only_the_files_of_the_stages_it_computes() {
+    let work = Workdir::new();
+    let train = "train_source.with.path=tests/fixtures/gsm8k-train.jsonl";
+    let shown = work.ok(&["run", GSM8K, "--set", train, "--until", "train_problems"]);
+    assert!(shown.contains("train_problems"), "{shown}");
+    for selection in [&["--until", "test_problems"][..], &[]] {
+        let mut cmd = vec!["run", GSM8K, "--set", train];
+        cmd.extend(selection);
+        let out = work.kiln(&cmd);
+        assert_eq!(out.status.code(), Some(2), "{selection:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no file `data/gsm8k/test.jsonl`"), "{err}");
+        assert!(err.contains("pipelines/gsm8k-sft.yaml:15:19"), "{err}");
+        assert!(!err.contains("train.jsonl"), "{err}");
+    }
 }
 
 /// A working directory that has run the GSM8K pipeline up to `train_problems` on a copy
