@@ -3,7 +3,7 @@
 //! [`crate::code::sandbox`], scored pass@k overall, per language and per family.
 //!
 //! Modes: `completion` continues the problem's prompt as HumanEval's harnesses do and
-//! cuts the continuation at the first stop sequence (Codex's `\nclass`, `\ndef`, `\n#`,
+//! ends the continuation at the first stop sequence (Codex's `\nclass`, `\ndef`, `\n#`,
 //! `\nif`, `\nprint`); `chat` sends the problem's instruction as a ChatML user turn and
 //! runs the code of the answer's first fenced block, after the prompt's imports.
 //!
@@ -438,6 +438,10 @@ fn generate_completions(
         ctx,
         params.template,
         &prompts,
+        match params.mode {
+            Mode::Completion => &params.stop,
+            Mode::Chat => &[],
+        },
         params.max_new_tokens,
         params.batch_size,
         decoding,

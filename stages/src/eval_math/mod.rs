@@ -293,6 +293,7 @@ fn generate_outputs(params: &Params, ctx: &StageContext, prompts: &[String]) -> 
         ctx,
         params.template,
         prompts,
+        &[],
         params.max_new_tokens,
         params.batch_size,
         Decoding::Greedy,

@@ -36,18 +36,33 @@ pub enum Decoding {
     },
 }
 
+/// When a sequence ends before `max_new` tokens: at the `token` (an end of turn, left
+/// out of its output), or as soon as `done` holds for its tokens so far (a stop
+/// sequence in their text, which the caller cuts off).
+pub struct Stop<'a> {
+    pub token: u32,
+    pub done: &'a (dyn Fn(&[u32]) -> bool + Sync),
+}
+
+impl Stop<'_> {
+    /// Ends at `token` only.
+    pub fn at(token: u32) -> Stop<'static> {
+        Stop { token, done: &|_| false }
+    }
+}
+
 /// Continues each prompt greedily until `stop` or `max_new` tokens; returns the new
 /// tokens of each, `stop` excluded.
 pub fn greedy(model: &Model, prompts: &[Vec<u32>], stop: u32, max_new: usize) -> Result<Vec<Vec<u32>>> {
-    decode(model, prompts, stop, max_new, Decoding::Greedy, &[])
+    decode(model, prompts, &Stop::at(stop), max_new, Decoding::Greedy, &[])
 }
 
-/// Continues each prompt until `stop` or `max_new` tokens, choosing tokens by
+/// Continues each prompt until it stops (`stop`) or has `max_new` tokens, choosing tokens by
 /// `decoding`; `seeds[i]` seeds prompt i's stream when sampling.
 pub fn decode(
     model: &Model,
     prompts: &[Vec<u32>],
-    stop: u32,
+    stop: &Stop,
     max_new: usize,
     decoding: Decoding,
     seeds: &[u64],
@@ -100,11 +115,11 @@ pub fn decode(
         let mut still = Vec::new();
         for (slot, &s) in active.iter().enumerate() {
             let token = next[slot];
-            if token == stop {
+            if token == stop.token {
                 continue;
             }
             outputs[s].push(token);
-            if step + 1 < max_new && caches[s].len < limit {
+            if step + 1 < max_new && caches[s].len < limit && !(stop.done)(&outputs[s]) {
                 still.push(s);
             }
         }
@@ -277,13 +292,32 @@ mod tests {
         let (model, _) = Model::init(&tiny_config(), 4)?;
         let prompts = vec![vec![1u32, 2, 3], vec![4u32], vec![5u32, 6]];
         let hot = Decoding::Sample { temperature: 1.0, top_p: 0.9 };
-        let together = decode(&model, &prompts, u32::MAX, 6, hot, &[7, 8, 9])?;
-        let alone = decode(&model, &prompts[1..2], u32::MAX, 6, hot, &[8])?;
+        let none = Stop::at(u32::MAX);
+        let together = decode(&model, &prompts, &none, 6, hot, &[7, 8, 9])?;
+        let alone = decode(&model, &prompts[1..2], &none, 6, hot, &[8])?;
         assert_eq!(together[1], alone[0]);
-        let other_seed = decode(&model, &prompts, u32::MAX, 6, hot, &[17, 18, 19])?;
+        let other_seed = decode(&model, &prompts, &none, 6, hot, &[17, 18, 19])?;
         assert_ne!(together, other_seed, "seeds change samples");
         let cold = Decoding::Sample { temperature: 1e-4, top_p: 1.0 };
-        assert_eq!(decode(&model, &prompts, u32::MAX, 6, cold, &[1, 2, 3])?, greedy(&model, &prompts, u32::MAX, 6)?);
+        assert_eq!(decode(&model, &prompts, &none, 6, cold, &[1, 2, 3])?, greedy(&model, &prompts, u32::MAX, 6)?);
+        Ok(())
+    }
+
+    /// A sequence whose tokens satisfy `done` leaves the batch with them: its output is
+    /// the unstopped output's prefix up to that token, and the others are unchanged.
+    #[test]
+    fn a_sequence_ends_where_its_stop_condition_first_holds() -> Result<()> {
+        let (model, _) = Model::init(&tiny_config(), 4)?;
+        let prompts = vec![vec![1u32, 2, 3], vec![4u32], vec![5u32, 6]];
+        let hot = Decoding::Sample { temperature: 1.0, top_p: 0.9 };
+        let full = decode(&model, &prompts, &Stop::at(u32::MAX), 8, hot, &[7, 8, 9])?;
+        // The first sequence stops after its third token, whatever that is.
+        let head = full[0][..3].to_vec();
+        let done = move |ids: &[u32]| ids == head.as_slice();
+        let stopped = decode(&model, &prompts, &Stop { token: u32::MAX, done: &done }, 8, hot, &[7, 8, 9])?;
+        assert_eq!(stopped[0], full[0][..3]);
+        assert!(stopped[0].len() < full[0].len());
+        assert_eq!(stopped[1..], full[1..]);
         Ok(())
     }
 

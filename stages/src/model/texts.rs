@@ -1,6 +1,6 @@
 //! Text in, text out, as both eval stages need it: the stage's `model` and `tokenizer`
-//! inputs continue rendered prompts until the template's end-of-turn token, batches in
-//! parallel; each output is decoded text with its number of new tokens.
+//! inputs continue rendered prompts until the template's end-of-turn token or a stop
+//! sequence, batches in parallel; each output is decoded text with its number of new tokens.
 
 use rayon::prelude::*;
 
@@ -19,10 +19,15 @@ pub struct Generated {
 }
 
 /// Continues `prompts` with the stage's model; `seeds[i]` seeds prompt i when sampling.
+/// A continuation also ends as soon as its text contains one of `stops` (kept in the
+/// text: the caller cuts at the first), so a completion does not run on to
+/// `max_new_tokens` after its function is written.
+#[allow(clippy::too_many_arguments)]
 pub fn generate_texts(
     ctx: &StageContext,
     template: Template,
     prompts: &[String],
+    stops: &[String],
     max_new_tokens: usize,
     batch_size: usize,
     decoding: Decoding,
@@ -44,11 +49,16 @@ pub fn generate_texts(
         Decoding::Greedy => vec![&[][..]; encoded.len().div_ceil(batch_size)],
         Decoding::Sample { .. } => seeds.chunks(batch_size).collect(),
     };
+    let done = |ids: &[u32]| {
+        !stops.is_empty()
+            && tokenizer.decode(ids, false).is_ok_and(|text| stops.iter().any(|s| text.contains(s.as_str())))
+    };
+    let stop = generate::Stop { token: stop, done: &done };
     let outputs: Vec<Vec<u32>> = encoded
         .par_chunks(batch_size)
         .zip(seed_chunks)
         .map(|(batch, seeds)| {
-            let out = generate::decode(&model, batch, stop, max_new_tokens, decoding, seeds)?;
+            let out = generate::decode(&model, batch, &stop, max_new_tokens, decoding, seeds)?;
             progress.advance(batch.len() as u64);
             Ok(out)
         })
