@@ -45,18 +45,31 @@ impl Diagnostic {
             let pad = " ".repeat(gutter);
             let _ = writeln!(out, "{pad}——▶ {}:{line}:{col}", source.name);
             let _ = writeln!(out, "{pad} │");
-            let _ = writeln!(out, "{line} │ {text}");
-            // The caret covers the span on its first line, at least one character.
-            let line_end = source.offset(line + 1, 0).min(source.text.len());
-            let end = span.end.min(line_end).max(span.start);
-            let width = source.text[span.start..end].trim_end_matches(['\n', '\r']).chars().count().max(1);
-            let _ = writeln!(out, "{pad} │ {}{}", " ".repeat(col - 1), "^".repeat(width));
+            let _ = writeln!(out, "{line} │ {}", text.replace('\t', TAB));
+            // The caret covers the span on its first line, at least one column, under the
+            // characters as a terminal shows them (wide, combining, tabs).
+            let line_start = source.line_start(line).unwrap_or(0);
+            let from = source.floor(span.start).saturating_sub(line_start).min(text.len());
+            let to = source.ceil(span.end).saturating_sub(line_start).clamp(from, text.len());
+            let before = display_width(&text[..from]);
+            let under = display_width(&text[from..to]).max(1);
+            let _ = writeln!(out, "{pad} │ {}{}", " ".repeat(before), "^".repeat(under));
         }
         for note in &self.notes {
             let _ = writeln!(out, "note: {note}");
         }
         out
     }
+}
+
+/// How a tab in a quoted line is shown.
+const TAB: &str = "    ";
+
+/// The columns a terminal gives a text: two for wide characters (CJK), none for
+/// combining marks and controls, four for a tab (shown as four spaces).
+fn display_width(text: &str) -> usize {
+    use unicode_width::UnicodeWidthChar;
+    text.chars().map(|c| if c == '\t' { TAB.len() } else { c.width().unwrap_or(0) }).sum()
 }
 
 /// All the errors found in one pass over a pipeline.
@@ -108,5 +121,37 @@ mod tests {
             d.render(&sources),
             "error: unknown stage kind `tokenise`. Did you mean `tokenize`?\n ——▶ p.yaml:3:11\n  │\n3 │     uses: tokenise\n  │           ^^^^^^^^\n"
         );
+    }
+
+    /// The caret goes under the span as a terminal shows the line, for every class of
+    /// character before and in it, and spans that start or end inside a character (or
+    /// past the line) render without panicking.
+    #[test]
+    fn carets_line_up_under_every_kind_of_character() {
+        // (text before the span, the span, columns before, caret width)
+        let cases = [
+            ("key: ", "abc", 5, 3),
+            ("ké: ", "é…", 4, 2),
+            ("名前: ", "値です", 6, 6),
+            ("e\u{301}: ", "x\u{301}y", 3, 2),
+            ("\tkey: ", "v", 9, 1),
+            ("😀 ", "😀", 3, 2),
+            ("k: ", "\u{200b}", 3, 1),
+        ];
+        for (before, span_text, columns, width) in cases {
+            let mut sources = Sources::default();
+            let line = format!("{before}{span_text} # tail");
+            let id = sources.add(Source::new("p.yaml", None, format!("name: p\n{line}\n")));
+            let start = 8 + before.len();
+            let d = Diagnostic::new("bad", Span::new(id, start, start + span_text.len()));
+            let shown = d.render(&sources);
+            let caret = shown.lines().nth(4).unwrap();
+            assert_eq!(caret, format!("  │ {}{}", " ".repeat(columns), "^".repeat(width)), "{before:?} {span_text:?}");
+            assert_eq!(shown.lines().nth(3).unwrap(), format!("2 │ {}", line.replace('\t', TAB)));
+            for (a, b) in [(start + 1, start + 2), (start, start + span_text.len() + 40), (start + 2, start + 1)] {
+                let text = Diagnostic::new("inside", Span { file: id, start: a, end: b }).render(&sources);
+                assert!(text.contains("p.yaml:2:"), "{text}");
+            }
+        }
     }
 }

@@ -120,12 +120,12 @@ impl Plan {
 /// unknown references and cycles.
 fn order(spec: &PipelineSpec, errors: &mut Vec<Diagnostic>) -> Vec<usize> {
     let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
-    let position = |n: &str| names.iter().position(|&m| m == n);
+    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, &n)| (n, i)).collect();
     let mut deps: Vec<Vec<usize>> = vec![Vec::new(); spec.stages.len()];
     for (i, stage) in spec.stages.iter().enumerate() {
         for r in refs(&stage.from) {
-            match position(&r.stage) {
-                Some(j) => deps[i].push(j),
+            match index.get(r.stage.as_str()) {
+                Some(&j) => deps[i].push(j),
                 None if spec.broken.contains(&r.stage) => {}
                 None => errors.push(Diagnostic::new(
                     format!("no stage `{}` in this pipeline{}", r.stage, suggestion(&r.stage, names.iter().copied())),
@@ -134,7 +134,8 @@ fn order(spec: &PipelineSpec, errors: &mut Vec<Diagnostic>) -> Vec<usize> {
             }
         }
     }
-    // Depth-first search; a back edge is a cycle, reported once as `a -> b -> a`.
+    // Depth-first search with a stack of its own (a chain of 100,000 stages must not
+    // recurse 100,000 deep); a back edge is a cycle, reported once as `a -> b -> a`.
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -144,34 +145,37 @@ fn order(spec: &PipelineSpec, errors: &mut Vec<Diagnostic>) -> Vec<usize> {
     let mut marks = vec![Mark::New; deps.len()];
     let mut out = Vec::new();
     let mut reported = false;
-    fn visit(
-        i: usize,
-        deps: &[Vec<usize>],
-        marks: &mut [Mark],
-        path: &mut Vec<usize>,
-        out: &mut Vec<usize>,
-        on_cycle: &mut dyn FnMut(&[usize]),
-    ) {
-        marks[i] = Mark::Active;
-        path.push(i);
-        for &j in &deps[i] {
-            match marks[j] {
-                Mark::New => visit(j, deps, marks, path, out, on_cycle),
-                Mark::Active => {
-                    let from = path.iter().position(|&p| p == j).expect("on the path");
-                    on_cycle(&path[from..]);
-                }
-                Mark::Done => {}
-            }
-        }
-        path.pop();
-        marks[i] = Mark::Done;
-        out.push(i);
-    }
     let mut cycles: Vec<Vec<usize>> = Vec::new();
-    for i in 0..deps.len() {
-        if marks[i] == Mark::New {
-            visit(i, &deps, &mut marks, &mut Vec::new(), &mut out, &mut |cycle| cycles.push(cycle.to_vec()));
+    for root in 0..deps.len() {
+        if marks[root] != Mark::New {
+            continue;
+        }
+        // The path from the root, each stage with the next of its inputs to visit.
+        let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+        marks[root] = Mark::Active;
+        while let Some((i, next)) = path.last_mut() {
+            let i = *i;
+            match deps[i].get(*next) {
+                Some(&j) => {
+                    *next += 1;
+                    match marks[j] {
+                        Mark::New => {
+                            marks[j] = Mark::Active;
+                            path.push((j, 0));
+                        }
+                        Mark::Active => {
+                            let from = path.iter().position(|&(p, _)| p == j).expect("on the path");
+                            cycles.push(path[from..].iter().map(|&(p, _)| p).collect());
+                        }
+                        Mark::Done => {}
+                    }
+                }
+                None => {
+                    path.pop();
+                    marks[i] = Mark::Done;
+                    out.push(i);
+                }
+            }
         }
     }
     if let Some(cycle) = cycles.first() {

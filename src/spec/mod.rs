@@ -72,7 +72,7 @@ pub struct Loaded {
 pub fn load(path: &Path, overrides: &[String]) -> Result<Loaded, Diagnostics> {
     let mut sources = Sources::default();
     let mut errors = Vec::new();
-    let root = load_file(path, &mut sources, &mut Vec::new(), &mut errors);
+    let root = load_file(path, None, &mut sources, &mut Vec::new(), &mut errors);
     let Some(mut root) = root else {
         return Err(Diagnostics { items: errors, sources });
     };
@@ -100,8 +100,14 @@ pub fn load_resolved(path: &Path, label: &str, text: &str, overrides: &[String])
     Ok(Loaded { spec, sources, errors })
 }
 
+/// How many files one `extends:` chain may hold.
+pub const MAX_EXTENDS: usize = 16;
+
+/// Reads a pipeline file and the files it extends; `via` is the `extends:` value that
+/// named this file, where its errors point.
 fn load_file(
     path: &Path,
+    via: Option<Span>,
     sources: &mut Sources,
     chain: &mut Vec<PathBuf>,
     errors: &mut Vec<Diagnostic>,
@@ -109,7 +115,11 @@ fn load_file(
     let file = match sources.read(path) {
         Ok(file) => file,
         Err(e) => {
-            errors.push(Diagnostic::without_span(format!("cannot read pipeline `{}`: {e}", path.display())));
+            let message = format!("cannot read pipeline `{}`: {e}", path.display());
+            errors.push(match via {
+                Some(span) => Diagnostic::new(format!("`extends`: {message}"), span),
+                None => Diagnostic::without_span(message),
+            });
             return None;
         }
     };
@@ -145,7 +155,14 @@ fn load_file(
         errors.push(Diagnostic::new(format!("`extends`: no file `{}`", base_path.display()), extends.span));
         return None;
     }
-    let mut base = load_file(&base_path, sources, chain, errors)?;
+    if chain.len() >= MAX_EXTENDS {
+        errors.push(Diagnostic::new(
+            format!("`extends`: a chain of more than {MAX_EXTENDS} files (the limit)"),
+            extends.span,
+        ));
+        return None;
+    }
+    let mut base = load_file(&base_path, Some(extends.span), sources, chain, errors)?;
     chain.pop();
     let mut child = node;
     if let Value::Map(entries) = &mut child.value {
@@ -270,6 +287,7 @@ fn type_stages(node: &Node, errors: &mut Vec<Diagnostic>) -> (Vec<StageSpec>, Ve
     };
     let mut stages = Vec::new();
     let mut broken = Vec::new();
+    let mut names = std::collections::HashSet::new();
     for (key, body) in entries {
         if !key.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') || key.name.is_empty() {
             errors.push(Diagnostic::new(
@@ -278,7 +296,7 @@ fn type_stages(node: &Node, errors: &mut Vec<Diagnostic>) -> (Vec<StageSpec>, Ve
             ));
             continue;
         }
-        if stages.iter().any(|s: &StageSpec| s.name == key.name) {
+        if !names.insert(key.name.as_str()) {
             errors.push(Diagnostic::new(format!("stage `{}` is defined twice", key.name), key.span));
             continue;
         }

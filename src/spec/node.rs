@@ -5,7 +5,9 @@
 //! scalar with serde_yaml (so values are typed exactly as serde_yaml types them), and
 //! hands stage parameters to serde as JSON values.
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use crate::diagnostic::Diagnostic;
@@ -147,136 +149,252 @@ impl Node {
     }
 }
 
-/// Parses a source text into a node tree (an empty document is an empty map).
+/// How deeply maps and lists may nest (kiln's own files need six levels).
+pub const MAX_DEPTH: usize = 64;
+/// How many nodes aliases may expand to in one file, in total: a "billion laughs" of
+/// nested aliases stops here instead of filling memory.
+pub const MAX_ALIAS_NODES: usize = 100_000;
+
+/// Parses a source text into a node tree (an empty document is an empty map). The
+/// parser is driven one event at a time, so nothing recurses on the input's nesting and
+/// the first error stops the reading: a second document, a tag, a duplicate key,
+/// nesting deeper than [`MAX_DEPTH`], aliases past [`MAX_ALIAS_NODES`].
 pub fn parse(file: FileId, source: &Source) -> Result<Node, Diagnostic> {
-    let mut builder = Builder { file, source, stack: Vec::new(), anchors: Vec::new(), root: None, error: None };
+    let mut builder = Builder {
+        file,
+        source,
+        stack: Vec::new(),
+        anchors: Vec::new(),
+        aliased: 0,
+        root: None,
+        cursor: (0, 0, 0, 0),
+        documents: 0,
+    };
     let mut parser = Parser::new_from_str(&source.text);
-    if let Err(e) = parser.load(&mut builder, false) {
-        let at = source.offset(e.marker().line(), e.marker().col());
-        let info = e.info().to_string();
-        return Err(Diagnostic::new(format!("invalid YAML: {info}"), Span::new(file, at, at + 1)));
-    }
-    if let Some(error) = builder.error {
-        return Err(error);
+    loop {
+        let (event, mark) = parser.next_token().map_err(|e| {
+            let at = builder.offset(*e.marker());
+            Diagnostic::new(format!("invalid YAML: {}", e.info()), Span::new(file, at, source.next_char(at)))
+        })?;
+        if event == Event::StreamEnd {
+            break;
+        }
+        builder.on_event(event, mark)?;
     }
     Ok(builder.root.unwrap_or_else(|| Node::new(Value::Map(Vec::new()), Span::new(file, 0, 0))))
 }
 
 enum Frame {
     Seq { items: Vec<Node>, start: usize, anchor: usize },
-    Map { entries: Vec<(Key, Node)>, key: Option<Key>, start: usize, anchor: usize },
+    Map { entries: Vec<(Key, Node)>, seen: HashMap<String, Span>, key: Option<Key>, start: usize, anchor: usize },
 }
 
 struct Builder<'a> {
     file: FileId,
     source: &'a Source,
     stack: Vec<Frame>,
-    anchors: Vec<(usize, Node)>,
+    /// Anchored nodes with their node counts.
+    anchors: Vec<(usize, Node, usize)>,
+    /// Nodes added by aliases so far.
+    aliased: usize,
     root: Option<Node>,
-    error: Option<Diagnostic>,
+    /// The last position turned into an offset (line, column, byte, the line's end):
+    /// events come in order, so the next is found by walking on from it, not from its
+    /// line's start (a one-line file of a megabyte stays linear).
+    cursor: (usize, usize, usize, usize),
+    documents: usize,
+}
+
+/// The nodes of a tree (itself included).
+fn count(node: &Node) -> usize {
+    1 + match &node.value {
+        Value::Seq(items) => items.iter().map(count).sum(),
+        Value::Map(entries) => entries.iter().map(|(_, v)| 1 + count(v)).sum(),
+        _ => 0,
+    }
 }
 
 impl Builder<'_> {
-    fn offset(&self, mark: Marker) -> usize {
-        self.source.offset(mark.line(), mark.col())
+    /// The byte offset of a parser position (1-based line, 0-based column in characters).
+    fn offset(&mut self, mark: Marker) -> usize {
+        let (line, col) = (mark.line(), mark.col());
+        let text = &self.source.text;
+        let (mut at_col, mut at, line_end) = match self.cursor {
+            (l, c, b, end) if l == line && c <= col => (c, b, end),
+            _ => {
+                let Some(start) = self.source.line_start(line) else {
+                    return text.len();
+                };
+                (0, start, text[start..].find('\n').map_or(text.len(), |i| start + i))
+            }
+        };
+        // Only the characters between the cursor and the position are looked at.
+        let ahead = (col - at_col).min(line_end - at);
+        if text.as_bytes()[at..at + ahead].is_ascii() {
+            at += ahead;
+        } else {
+            for c in text[at..line_end].chars() {
+                if at_col == col {
+                    break;
+                }
+                at += c.len_utf8();
+                at_col += 1;
+            }
+        }
+        self.cursor = (line, col, at, line_end);
+        at
     }
 
-    /// The byte length of a scalar in the source, from its start.
+    /// Where a collection that starts at `start` and whose end event is at `at` ends:
+    /// after its closing bracket in flow style, where the next token starts in block
+    /// style; at least one character.
+    fn end_of_collection(&self, start: usize, at: usize) -> usize {
+        let closed = self.source.text[at..].starts_with([']', '}']);
+        let end = if closed { at + 1 } else { at };
+        end.max(self.source.next_char(start))
+    }
+
+    fn error(&self, message: impl Into<String>, at: usize) -> Diagnostic {
+        Diagnostic::new(message, Span::new(self.file, at, self.source.next_char(at)))
+    }
+
+    /// The byte length of a scalar in the source, from its start (on a character
+    /// boundary, at least one character).
     fn scalar_len(&self, start: usize, style: TScalarStyle, value: &str) -> usize {
         let rest = &self.source.text[start..];
-        match style {
+        let len = match style {
             TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => {
                 let quote = if style == TScalarStyle::SingleQuoted { '\'' } else { '"' };
                 let mut escaped = false;
+                let mut end = rest.len();
                 for (i, c) in rest.char_indices().skip(1) {
                     if c == quote && !escaped {
-                        return i + 1;
+                        end = i + 1;
+                        break;
                     }
                     escaped = c == '\\' && !escaped && quote == '"';
                 }
-                rest.len()
+                end
             }
-            TScalarStyle::Plain => {
-                if rest.starts_with(value) {
-                    value.len()
-                } else {
-                    rest.find(['\n', ',', ']', '}', '#']).unwrap_or(rest.len()).max(1)
-                }
-            }
+            TScalarStyle::Plain if rest.starts_with(value) => value.len(),
+            TScalarStyle::Plain => rest.find(['\n', ',', ']', '}', '#']).unwrap_or(rest.len()),
             _ => rest.find('\n').unwrap_or(rest.len()),
-        }
+        };
+        len.max(self.source.next_char(start) - start)
     }
 
-    fn push(&mut self, node: Node, anchor: usize) {
+    fn push(&mut self, node: Node, anchor: usize) -> Result<(), Diagnostic> {
         if anchor > 0 {
-            self.anchors.push((anchor, node.clone()));
+            let size = count(&node);
+            self.anchors.push((anchor, node.clone(), size));
         }
         match self.stack.last_mut() {
             None => self.root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, key, .. }) => match key.take() {
+            Some(Frame::Map { entries, seen, key, .. }) => match key.take() {
                 Some(k) => entries.push((k, node)),
-                None => match node.value {
-                    Value::Str(name) => *key = Some(Key { name, span: node.span }),
-                    Value::Int(_) | Value::Float(_) | Value::Bool(_) | Value::Null => {
-                        let name = self.source.text[node.span.start..node.span.end].to_string();
-                        *key = Some(Key { name, span: node.span });
-                    }
-                    _ => {
-                        if self.error.is_none() {
-                            self.error = Some(Diagnostic::new("map keys must be plain names", node.span));
+                None => {
+                    let name = match node.value {
+                        Value::Str(name) => name,
+                        Value::Int(_) | Value::Float(_) | Value::Bool(_) | Value::Null => {
+                            self.source.text[node.span.start..node.span.end].to_string()
                         }
-                        *key = Some(Key { name: String::new(), span: node.span });
+                        _ => return Err(Diagnostic::new("map keys must be plain names", node.span)),
+                    };
+                    if let Some(first) = seen.get(&name) {
+                        let (line, col) = self.source.line_col(first.start);
+                        return Err(Diagnostic::new(format!("duplicate key `{name}`"), node.span).note(format!(
+                            "`{name}` is first given at line {line}, column {col}; a key appears once in a map"
+                        )));
                     }
-                },
+                    seen.insert(name.clone(), node.span);
+                    *key = Some(Key { name, span: node.span });
+                }
             },
         }
+        Ok(())
     }
-}
 
-impl MarkedEventReceiver for Builder<'_> {
-    fn on_event(&mut self, event: Event, mark: Marker) {
+    fn open(&mut self, frame: Frame, at: usize) -> Result<(), Diagnostic> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(self.error(format!("maps and lists nest deeper than {MAX_DEPTH} levels (the limit)"), at));
+        }
+        self.stack.push(frame);
+        Ok(())
+    }
+
+    fn no_tag(&self, tag: &Option<Tag>, at: usize) -> Result<(), Diagnostic> {
+        match tag {
+            None => Ok(()),
+            Some(tag) => {
+                let handle = if tag.handle == "tag:yaml.org,2002:" { "!!" } else { tag.handle.as_str() };
+                Err(self.error(
+                    format!(
+                        "YAML tags (`{handle}{}`) are not part of a pipeline file; write the value as it is",
+                        tag.suffix
+                    ),
+                    at,
+                ))
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event, mark: Marker) -> Result<(), Diagnostic> {
         let at = self.offset(mark);
         match event {
-            Event::Scalar(text, style, anchor, _tag) => {
+            Event::Scalar(text, style, anchor, tag) => {
+                self.no_tag(&tag, at)?;
                 let len = self.scalar_len(at, style, &text);
                 let span = Span::new(self.file, at, at + len);
                 let value = if style == TScalarStyle::Plain { resolve_plain(&text) } else { Value::Str(text) };
-                self.push(Node::new(value, span), anchor);
+                self.push(Node::new(value, span), anchor)?;
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq { items: Vec::new(), start: at, anchor }),
-            Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map { entries: Vec::new(), key: None, start: at, anchor })
+            Event::SequenceStart(anchor, tag) => {
+                self.no_tag(&tag, at)?;
+                self.open(Frame::Seq { items: Vec::new(), start: at, anchor }, at)?;
+            }
+            Event::MappingStart(anchor, tag) => {
+                self.no_tag(&tag, at)?;
+                let frame = Frame::Map { entries: Vec::new(), seen: HashMap::new(), key: None, start: at, anchor };
+                self.open(frame, at)?;
             }
             Event::SequenceEnd => {
                 if let Some(Frame::Seq { items, start, anchor }) = self.stack.pop() {
-                    let span = Span::new(self.file, start, at.max(start + 1));
-                    self.push(Node::new(Value::Seq(items), span), anchor);
+                    let span = Span::new(self.file, start, self.end_of_collection(start, at));
+                    self.push(Node::new(Value::Seq(items), span), anchor)?;
                 }
             }
             Event::MappingEnd => {
                 if let Some(Frame::Map { entries, start, anchor, .. }) = self.stack.pop() {
                     // A block map's span starts at its first key.
                     let start = entries.first().map_or(start, |(k, _)| k.span.start.min(start));
-                    let span = Span::new(self.file, start, at.max(start + 1));
-                    self.push(Node::new(Value::Map(entries), span), anchor);
+                    let span = Span::new(self.file, start, self.end_of_collection(start, at));
+                    self.push(Node::new(Value::Map(entries), span), anchor)?;
                 }
             }
             Event::Alias(id) => {
-                let found = self.anchors.iter().rev().find(|(a, _)| *a == id).map(|(_, n)| n.clone());
-                match found {
-                    Some(node) => self.push(node, 0),
-                    None => {
-                        let span = Span::new(self.file, at, at + 1);
-                        if self.error.is_none() {
-                            self.error = Some(Diagnostic::new("unknown alias", span));
-                        }
-                        self.push(Node::new(Value::Null, span), 0);
-                    }
+                let Some((_, node, size)) = self.anchors.iter().rev().find(|(a, _, _)| *a == id) else {
+                    return Err(self.error("unknown alias", at));
+                };
+                self.aliased += size;
+                if self.aliased > MAX_ALIAS_NODES {
+                    return Err(self.error(
+                        format!("aliases expand to more than {MAX_ALIAS_NODES} nodes (the limit): an alias of aliases of aliases?"),
+                        at,
+                    ));
+                }
+                let node = node.clone();
+                self.push(node, 0)?;
+            }
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    return Err(self.error("a second YAML document: a pipeline file holds one", at));
                 }
             }
-            Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd | Event::Nothing => {}
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
         }
+        Ok(())
     }
 }
 
@@ -340,6 +458,80 @@ mod tests {
         let err = parse(0, &source).unwrap_err();
         assert!(err.message.starts_with("invalid YAML"), "{}", err.message);
         assert_eq!(source.line_col(err.span.unwrap().start).0, 2);
+    }
+
+    fn error_of(text: &str) -> (Source, Diagnostic) {
+        let source = Source::new("t.yaml", None, text.into());
+        let err = parse(0, &source).expect_err("an error");
+        (source, err)
+    }
+
+    /// Each hostile form is one located error, on the line that holds it; nothing
+    /// recurses on the nesting (the test thread's stack is the default 2 MiB).
+    #[test]
+    fn hostile_yaml_is_a_located_error() {
+        let deep_maps: String = (0..10_000).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
+        let deep_flow = format!("a: {}{}\n", "[".repeat(10_000), "]".repeat(10_000));
+        let compact = format!("a:\n{}x\n", "- ".repeat(3_000));
+        let mut bomb = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..10 {
+            bomb += &format!("a{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 10].join(", "));
+        }
+        let cases: Vec<(String, &str, usize)> = vec![
+            ("a: 1\nb:\n  steps: 5\n  steps: 7\n".into(), "duplicate key `steps`", 4),
+            ("stages:\n  x: {}\n  y: {}\n  x: {}\n".into(), "duplicate key `x`", 4),
+            ("a: 1\n---\nb: 2\n".into(), "a second YAML document", 2),
+            ("a: !!int 5\n".into(), "YAML tags (`!!int`)", 1),
+            ("a: !custom {b: 1}\n".into(), "YAML tags (`!custom`)", 1),
+            (deep_maps, "nest deeper than 64 levels", 65),
+            (deep_flow, "invalid YAML", 1),
+            (compact, "nest deeper than 64 levels", 2),
+            (bomb, "aliases expand to more than 100000 nodes", 5),
+            ("a: *nowhere\n".into(), "unknown anchor", 1),
+        ];
+        for (text, message, line) in cases {
+            let (source, err) = error_of(&text);
+            assert!(err.message.contains(message), "{message}: {}", err.message);
+            assert_eq!(source.line_col(err.span.unwrap().start).0, line, "{message}");
+        }
+    }
+
+    /// Non-ASCII text where the parser stops (the cases that made the renderer panic):
+    /// the error renders, its caret on the right line.
+    #[test]
+    fn non_ascii_next_to_an_error_renders() {
+        let cases = [
+            "a:\n  b: { c: 5 }é\n",
+            "a:\n  b: [1, 2]…\n",
+            "a:\n  b: [1, 2]名前\n",
+            "a:\n  \"b\"名: 1\n",
+            "a:\n\t名前: 1\n",
+            "a:\n  é: [1,\n\n",
+        ];
+        for text in cases {
+            let (source, err) = error_of(text);
+            let line = source.line_col(err.span.unwrap().start).0;
+            let mut sources = crate::source::Sources::default();
+            sources.add(source);
+            let shown = err.render(&sources);
+            assert!(shown.contains(&format!("t.yaml:{line}:")), "{text:?}: {shown}");
+            assert!(line == 2 || text.ends_with("\n\n"), "{text:?}: {shown}");
+        }
+    }
+
+    /// Spans of values after wide characters are byte ranges of those values, and a
+    /// megabyte on one line parses (walking each line once, not once per value).
+    #[test]
+    fn spans_after_wide_characters_and_long_lines() {
+        let (src, node) = parse_text("名前: {é: 'x…', b: [ü, 2]}\n");
+        let map = node.get("名前").unwrap();
+        let b = map.get("b").unwrap();
+        assert_eq!(&src.text[b.span.start..b.span.end], "[ü, 2]");
+        assert_eq!(&src.text[map.get("é").unwrap().span.start..map.get("é").unwrap().span.end], "'x…'");
+        let line: Vec<String> = (0..60_000).map(|i| format!("k{i}: é{i}")).collect();
+        let (src, node) = parse_text(&format!("m: {{{}}}\n", line.join(", ")));
+        let last = node.get("m").unwrap().get("k59999").unwrap();
+        assert_eq!(&src.text[last.span.start..last.span.end], "é59999");
     }
 
     #[test]
