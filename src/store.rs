@@ -210,6 +210,10 @@ impl Store {
         if meta.is_dir() {
             return self.folder_digest(path);
         }
+        if !meta.is_file() {
+            // Opening a FIFO would block, reading a device might never end.
+            return Err(io::Error::other("not a regular file (a device, FIFO or socket)"));
+        }
         let modified_ns = meta.modified()?.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let absolute = fs::canonicalize(path)?;
         let record = self

@@ -260,6 +260,8 @@ fn plan_stage(
             let shown = file.path.display();
             let message = if file.path.is_dir() {
                 format!("`{shown}` is a folder; this kind reads one file")
+            } else if file.path.exists() {
+                format!("`{shown}` is not a regular file (a device, FIFO or socket)")
             } else {
                 let what = if file.folder { "file or folder" } else { "file" };
                 format!("no {what} `{shown}` (relative paths are from the current directory)")

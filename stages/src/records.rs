@@ -20,6 +20,9 @@ pub struct SourceParams {
     pub on_bad_record: OnBadRecord,
     /// Read only the first N records (0: all).
     pub limit: u64,
+    /// Accept a file without records (by default an error: an empty or wholly skipped
+    /// file would otherwise fail much later, or score 0% on nothing).
+    pub allow_empty: bool,
 }
 
 impl SourceParams {
@@ -28,6 +31,19 @@ impl SourceParams {
             return Err(StageError::param("path", "give the file to read (`--set stage.with.path=...`)"));
         }
         check_fields(&self.fields)
+    }
+
+    /// The error for a file that gave no records, unless they are allowed.
+    pub fn check_not_empty(&self, read: u64, skipped: &Skipped) -> Result<()> {
+        if read > 0 || self.allow_empty {
+            return Ok(());
+        }
+        let why = if skipped.count > 0 {
+            format!("all {} records were skipped as bad (the first: {})", skipped.count, skipped.examples[0])
+        } else {
+            "the file holds none".to_string()
+        };
+        Err(StageError::data(&self.path, format!("no records: {why}; set `allow_empty: true` if that is expected")))
     }
 
     /// The one output, `records`.
@@ -141,6 +157,108 @@ pub fn mapped_fields(
         })
         .collect()
 }
+/// The longest line a line-oriented source holds in memory; a longer one is a bad record,
+/// read past without being kept.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// The lines of a record file (JSON Lines, plain or gzip-compressed, told by its first
+/// bytes), streamed: each line is UTF-8 text or why it is not a record (not UTF-8,
+/// longer than [`MAX_LINE_BYTES`]), so a bad line is an error or a counted skip like
+/// any bad record. Only a regular file is opened (a FIFO would block, a device never
+/// end); a gzip stream cut short is an error naming the file.
+pub struct RecordLines {
+    path: String,
+    reader: Box<dyn std::io::BufRead>,
+    number: u64,
+    buf: Vec<u8>,
+}
+
+/// One line: its 1-based number and its text, or why it is not text.
+pub type Line<'a> = (u64, std::result::Result<&'a str, String>);
+
+impl RecordLines {
+    pub fn open(path: &str) -> Result<RecordLines> {
+        Ok(RecordLines { path: path.to_string(), reader: open_maybe_gzip(path)?, number: 0, buf: Vec::new() })
+    }
+
+    /// The next line, or `None` at the end of the file.
+    pub fn next_line(&mut self) -> Result<Option<Line<'_>>> {
+        self.buf.clear();
+        let (mut any, mut too_long) = (false, false);
+        loop {
+            let chunk = match self.reader.fill_buf() {
+                Ok(chunk) => chunk,
+                Err(e) => return Err(read_error(&self.path, self.number, e)),
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            any = true;
+            let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            if !too_long && self.buf.len() + take > MAX_LINE_BYTES {
+                too_long = true;
+                self.buf = Vec::new();
+            }
+            if !too_long {
+                self.buf.extend_from_slice(&chunk[..take]);
+            }
+            self.reader.consume(take);
+            if done {
+                break;
+            }
+        }
+        if !any {
+            return Ok(None);
+        }
+        self.number += 1;
+        if too_long {
+            return Ok(Some((self.number, Err(format!("a line longer than {} MiB", MAX_LINE_BYTES >> 20)))));
+        }
+        let mut line = &self.buf[..];
+        line = line.strip_suffix(b"\n").unwrap_or(line);
+        line = line.strip_suffix(b"\r").unwrap_or(line);
+        let text = std::str::from_utf8(line).map_err(|e| {
+            let column = std::str::from_utf8(&line[..e.valid_up_to()]).map_or(0, |t| t.chars().count()) + 1;
+            format!("not UTF-8 (a bad byte at column {column})")
+        });
+        Ok(Some((self.number, text)))
+    }
+}
+
+/// A regular file for reading, decompressed when it starts with gzip's magic number
+/// (whatever its name says). A folder, FIFO or device is refused before it is opened.
+pub fn open_maybe_gzip(path: &str) -> Result<Box<dyn std::io::BufRead>> {
+    use std::io::{BufRead, BufReader};
+    let meta = std::fs::metadata(path).map_err(|e| StageError::io(path, e))?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() { "a folder" } else { "not a regular file (a device, FIFO or socket)" };
+        return Err(StageError::data(path, format!("it is {what}; give a file of records")));
+    }
+    let file = std::fs::File::open(path).map_err(|e| StageError::io(path, e))?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let gzip = reader.fill_buf().map_err(|e| StageError::io(path, e))?.starts_with(&[0x1f, 0x8b]);
+    Ok(if gzip {
+        Box::new(BufReader::with_capacity(1 << 16, flate2::bufread::MultiGzDecoder::new(reader)))
+    } else {
+        Box::new(reader)
+    })
+}
+
+/// A failed read of a record file: a broken gzip stream is bad data, the rest I/O.
+fn read_error(path: &str, lines: u64, e: std::io::Error) -> StageError {
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput | std::io::ErrorKind::UnexpectedEof
+    ) {
+        StageError::data(path, format!("not a valid gzip file (after line {lines}): {e}"))
+    } else {
+        StageError::io(path, e)
+    }
+}
+
 /// Every file under a folder, its subfolders' included, in path order.
 pub fn files_under(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
     let mut files = Vec::new();

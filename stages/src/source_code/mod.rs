@@ -3,9 +3,10 @@
 //! it) becomes the standard `code_problems` table.
 //!
 //! A record that does not fit (a missing `entry_point`, a test that is not Python for a
-//! Python problem, bytes that are not UTF-8) is an error naming file, line and field, or
-//! with `on_bad_record: skip` a counted skip. A file that is not valid gzip is an error
-//! naming the file; nothing is written.
+//! Python problem, bytes that are not UTF-8, a line over 64 MiB) is an error naming file,
+//! line and field, or with `on_bad_record: skip` a counted skip. A file that is not
+//! valid gzip, or that gives no problems (unless `allow_empty`), is an error naming the
+//! file; nothing is written. The file is streamed line by line.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::code::problem::{CodeProblem, Format, from_record};
 use crate::context::StageContext;
 use crate::error::{Result, StageError};
-use crate::records::{OnBadRecord, Skipped};
+use crate::records::{OnBadRecord, RecordLines, Skipped};
 use crate::schema::standard;
 use crate::stage::{ExternalFile, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
 
@@ -34,12 +35,14 @@ pub struct Params {
     pub on_bad_record: OnBadRecord,
     /// Read only the first N problems (0: all).
     pub limit: u64,
+    /// Accept a file without problems (by default an error: it would score 0% on nothing).
+    pub allow_empty: bool,
 }
 
 impl Stage for SourceCode {
     type Params = Params;
     const KIND: &'static str = "source.code";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str = "code problems from a HumanEval, MBPP or HumanEvalPack file (.jsonl or .jsonl.gz)";
 
     fn inputs() -> &'static [InputDecl] {
@@ -62,23 +65,20 @@ impl Stage for SourceCode {
     }
 
     fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
-        let text = read_maybe_gzip(&params.path)?;
-        ctx.progress().start(text.len() as u64, "bytes");
+        let mut lines = RecordLines::open(&params.path)?;
+        ctx.progress().start(std::fs::metadata(&params.path).map_or(0, |m| m.len()), "bytes (of the file)");
         let family = if params.family.is_empty() { params.format.name().to_string() } else { params.family.clone() };
         let mut skipped = Skipped::default();
         let mut problems: Vec<(i64, CodeProblem)> = Vec::new();
-        for (index, line) in text.split(|&b| b == b'\n').enumerate() {
-            ctx.progress().advance(line.len() as u64 + 1);
-            let number = index as u64 + 1;
-            if line.iter().all(u8::is_ascii_whitespace) {
+        while let Some((number, line)) = lines.next_line()? {
+            if line.as_ref().is_ok_and(|l| l.trim().is_empty()) {
                 continue;
             }
             if params.limit > 0 && problems.len() as u64 == params.limit {
                 break;
             }
             let origin = format!("{}: line {number}", params.path);
-            let parsed = std::str::from_utf8(line)
-                .map_err(|e| format!("not UTF-8 (byte {} of the line)", e.valid_up_to() + 1))
+            let parsed = line
                 .and_then(|line| {
                     serde_json::from_str::<serde_json::Value>(line).map_err(|e| format!("invalid JSON: {e}"))
                 })
@@ -89,6 +89,16 @@ impl Stage for SourceCode {
                 Ok(problem) => problems.push((number as i64, problem)),
                 Err(message) => skipped.bad(params.on_bad_record, StageError::data(origin, message))?,
             }
+        }
+        if problems.is_empty() && !params.allow_empty {
+            let why = match skipped.examples.first() {
+                Some(first) => format!("all {} records were skipped as bad (the first: {first})", skipped.count),
+                None => "the file holds none".to_string(),
+            };
+            return Err(StageError::data(
+                &params.path,
+                format!("no problems: {why}; set `allow_empty: true` if that is expected"),
+            ));
         }
         let column = |f: &dyn Fn(&CodeProblem) -> &str| -> ArrayRef {
             Arc::new(StringArray::from_iter_values(problems.iter().map(|(_, p)| f(p))))
@@ -117,12 +127,8 @@ impl Stage for SourceCode {
 /// The file's bytes, decompressed when it starts with gzip's magic number (whatever its
 /// name says).
 pub fn read_maybe_gzip(path: &str) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(|e| StageError::io(path, e))?;
-    if !bytes.starts_with(&[0x1f, 0x8b]) {
-        return Ok(bytes);
-    }
     let mut text = Vec::new();
-    flate2::read::MultiGzDecoder::new(&bytes[..])
+    crate::records::open_maybe_gzip(path)?
         .read_to_end(&mut text)
         .map_err(|e| StageError::data(path, format!("not a valid gzip file: {e}")))?;
     Ok(text)

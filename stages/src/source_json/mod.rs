@@ -92,7 +92,7 @@ fn line_start(text: &str, offset: usize) -> usize {
 impl Stage for SourceJson {
     type Params = Params;
     const KIND: &'static str = "source.json";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str =
         "records from a JSON array, objects written one after another, or a folder of .json files";
 
@@ -128,8 +128,8 @@ impl Stage for SourceJson {
         let mut read = 0u64;
         let mut number = 0i64;
         'files: for file in &files {
-            let text = std::fs::read_to_string(file).map_err(|e| StageError::io(file, e))?;
             let shown = file.display().to_string();
+            let text = read_text(&shown)?;
             let located = values(&text).map_err(|e| StageError::data(&shown, e))?;
             for record in located {
                 if params.limit > 0 && read == params.limit {
@@ -150,12 +150,29 @@ impl Stage for SourceJson {
             }
             ctx.progress().advance(1);
         }
+        params.check_not_empty(read, &skipped)?;
         let mut arrays: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(ids))];
         arrays.extend(columns.into_iter().map(|c| Arc::new(StringArray::from(c)) as ArrayRef));
         writer.write_columns(arrays)?;
         writer.finish()?;
         Ok(skipped.report(read))
     }
+}
+
+/// A whole JSON file as text (a regular file, perhaps gzip-compressed); bytes that are
+/// not UTF-8 are named by line and column.
+fn read_text(path: &str) -> Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    crate::records::open_maybe_gzip(path)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| StageError::data(path, e.to_string()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let good = std::str::from_utf8(&e.as_bytes()[..e.utf8_error().valid_up_to()]).expect("valid up to here");
+        let line = good.matches('\n').count() + 1;
+        let column = good.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+        StageError::data(format!("{path}: line {line}"), format!("not UTF-8 (a bad byte at column {column})"))
+    })
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ pub type Params = SourceParams;
 impl Stage for SourceParquet {
     type Params = Params;
     const KIND: &'static str = "source.parquet";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str = "records from a Parquet file, with a declared field mapping";
 
     fn inputs() -> &'static [InputDecl] {
@@ -99,6 +99,7 @@ impl Stage for SourceParquet {
                 break;
             }
         }
+        params.check_not_empty(read, &skipped)?;
         writer.finish()?;
         Ok(skipped.report(read))
     }
