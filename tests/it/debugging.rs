@@ -65,6 +65,48 @@ fn query_errors_name_the_stage_the_table_or_datafusions_message() {
     assert!(err.contains("--output"), "{err}");
 }
 
+/// Queries only read: `COPY ... TO`, `CREATE EXTERNAL TABLE`, `INSERT` and `SET` are
+/// refused by `kiln query` and by the `sql` stage, and no file appears.
+#[test]
+fn queries_cannot_write_files() {
+    let work = Workdir::new();
+    work.ok(&["run", SMOKE, "--until", "problems"]);
+    let target = work.path().join("written");
+    let t = target.display();
+    let writes = [
+        format!("COPY (SELECT * FROM problems) TO '{t}.parquet'"),
+        format!("COPY problems TO '{t}.csv' STORED AS CSV"),
+        format!("CREATE EXTERNAL TABLE x (a INT) STORED AS CSV LOCATION '{t}.ext.csv'"),
+        "CREATE VIEW v AS SELECT * FROM problems".to_string(),
+        "INSERT INTO problems SELECT * FROM problems".to_string(),
+        "SET datafusion.execution.batch_size = 1".to_string(),
+    ];
+    for sql in &writes {
+        let out = work.kiln(&["query", SMOKE, sql]);
+        assert!(!out.status.success(), "{sql}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        // (`CREATE EXTERNAL TABLE x` already names a table that is not there.)
+        assert!(err.contains("queries only read") || err.contains("no table `x`"), "{sql}: {err}");
+        let pipeline = work.path().join("q.yaml");
+        let stage = serde_json::to_string(sql).unwrap();
+        let text = format!(
+            "extends: {}\nstages:\n  q:\n    uses: sql\n    from: {{ problems: problems }}\n    with: {{ query: {stage} }}\n",
+            super::repo().join(SMOKE).display()
+        );
+        std::fs::write(&pipeline, text).unwrap();
+        let out = work.kiln(&["run", pipeline.to_str().unwrap(), "--until", "q"]);
+        assert_eq!(out.status.code(), Some(2), "{sql}: {}", String::from_utf8_lossy(&out.stdout));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("queries only read") || err.contains("no table `x`"), "{sql}: {err}");
+    }
+    let written: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("written"))
+        .collect();
+    assert!(written.is_empty(), "{written:?}");
+}
+
 #[test]
 fn plan_explain_shows_whole_keys_and_every_change() {
     let work = Workdir::new();

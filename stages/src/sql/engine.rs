@@ -12,7 +12,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::datasource::MemTable;
-use datafusion::execution::context::SessionContext;
+use datafusion::execution::context::{SQLOptions, SessionContext};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig};
 
 use crate::schema::{Column, ColumnType, TableSchema, type_name};
@@ -33,6 +33,20 @@ fn failed(query: &str, e: impl std::fmt::Display) -> String {
     format!("{e}\n  in the query: {query}")
 }
 
+/// A query as a data frame, if it only reads: DDL (`CREATE EXTERNAL TABLE`), DML
+/// (`INSERT`, `COPY ... TO`, which would write files) and statements (`SET`) are refused.
+async fn read_only(ctx: &SessionContext, query: &str) -> Result<datafusion::dataframe::DataFrame, String> {
+    let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+    ctx.sql_with_options(query, options).await.map_err(|e| {
+        let message = e.to_string();
+        if message.contains("not supported") {
+            failed(query, format!("queries only read: {message}"))
+        } else {
+            failed(query, message)
+        }
+    })
+}
+
 /// The schema a query's result will have, given its tables' schemas.
 pub fn plan_schema(query: &str, tables: &[(String, SchemaRef)]) -> Result<SchemaRef, String> {
     let ctx = session();
@@ -40,7 +54,7 @@ pub fn plan_schema(query: &str, tables: &[(String, SchemaRef)]) -> Result<Schema
         let table = MemTable::try_new(schema.clone(), vec![vec![]]).map_err(|e| e.to_string())?;
         ctx.register_table(name.as_str(), Arc::new(table)).map_err(|e| e.to_string())?;
     }
-    let frame = runtime()?.block_on(ctx.sql(query)).map_err(|e| failed(query, e))?;
+    let frame = runtime()?.block_on(read_only(&ctx, query))?;
     Ok(Arc::new(frame.schema().as_arrow().clone()))
 }
 
@@ -84,7 +98,7 @@ pub fn execute(query: &str, tables: &[(String, &Path)]) -> Result<(SchemaRef, Ve
                 .await
                 .map_err(|e| format!("table `{name}`: {e}"))?;
         }
-        let frame = ctx.sql(query).await.map_err(|e| failed(query, e))?;
+        let frame = read_only(&ctx, query).await?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
         let batches = frame.collect().await.map_err(|e| failed(query, e))?;
         Ok((schema, batches))
