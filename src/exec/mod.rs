@@ -235,6 +235,11 @@ pub fn selected(plan: &Plan, selection: &Selection) -> Result<Vec<bool>, ExecErr
         index(name, "--force")?;
     }
     if !selection.only.is_empty() {
+        if selection.from.is_some() || selection.until.is_some() {
+            return Err(ExecError::Usage(
+                "--only names the stages to run; it cannot be combined with --from or --until".into(),
+            ));
+        }
         let mut chosen = vec![false; n];
         for name in &selection.only {
             chosen[index(name, "--only")?] = true;
@@ -244,13 +249,22 @@ pub fn selected(plan: &Plan, selection: &Selection) -> Result<Vec<bool>, ExecErr
     let mut chosen = vec![true; n];
     if let Some(name) = &selection.from {
         let i = index(name, "--from")?;
-        let keep: Vec<usize> = std::iter::once(i).chain(plan.descendants(i)).collect();
-        (0..n).for_each(|j| chosen[j] &= keep.contains(&j));
+        let mut keep = vec![false; n];
+        std::iter::once(i).chain(plan.descendants(i)).for_each(|j| keep[j] = true);
+        (0..n).for_each(|j| chosen[j] &= keep[j]);
     }
     if let Some(name) = &selection.until {
         let i = index(name, "--until")?;
-        let keep: Vec<usize> = std::iter::once(i).chain(plan.ancestors(i)).collect();
-        (0..n).for_each(|j| chosen[j] &= keep.contains(&j));
+        let mut keep = vec![false; n];
+        std::iter::once(i).chain(plan.ancestors(i)).for_each(|j| keep[j] = true);
+        (0..n).for_each(|j| chosen[j] &= keep[j]);
+    }
+    if let (Some(from), Some(until)) = (&selection.from, &selection.until)
+        && !chosen.contains(&true)
+    {
+        return Err(ExecError::Usage(format!(
+            "--from {from} --until {until} selects no stage: `{until}` is not `{from}` or downstream of it"
+        )));
     }
     Ok(chosen)
 }

@@ -108,6 +108,18 @@ fn selections_run_what_they_name() {
     let out = work.kiln(&["run", SMOKE, "--only", "tokenz"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Did you mean `tokens`?"));
+
+    // Selections that cannot mean what they say are usage errors, not silent no-ops.
+    for (args, says) in [
+        (&["--from", "sft", "--until", "tokens"][..], "selects no stage"),
+        (&["--only", "packed", "--from", "sft"][..], "cannot be combined"),
+    ] {
+        let mut cmd = vec!["run", SMOKE];
+        cmd.extend(args);
+        let out = work.kiln(&cmd);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{args:?}");
+    }
 }
 
 #[test]
