@@ -27,6 +27,10 @@ pub struct TokenizerTrain;
 /// The file name of a tokenizer artifact.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
+/// The largest vocabulary `tokenizer.train` builds: training one allocates per token
+/// pair, and a billion would take gigabytes before failing.
+pub const MAX_VOCAB: usize = 1 << 20;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -75,6 +79,15 @@ impl Stage for TokenizerTrain {
             return Err(StageError::param(
                 "vocab_size",
                 format!("must be at least {floor} (256 bytes and the special tokens)"),
+            ));
+        }
+        if params.vocab_size > MAX_VOCAB {
+            return Err(StageError::param(
+                "vocab_size",
+                format!(
+                    "{} is more than {MAX_VOCAB}, the most kiln trains (Qwen2's vocabulary is 151,646)",
+                    params.vocab_size
+                ),
             ));
         }
         Ok(())
@@ -230,8 +243,12 @@ mod tests {
     }
 
     #[test]
-    fn a_vocabulary_smaller_than_the_bytes_is_named() {
-        let params = Params { vocab_size: 100, ..Params::default() };
-        assert!(matches!(TokenizerTrain::check(&params), Err(StageError::Param { path, .. }) if path == "vocab_size"));
+    fn a_vocabulary_smaller_than_the_bytes_or_past_the_limit_is_named() {
+        for vocab_size in [100, MAX_VOCAB + 1, 1_000_000_000] {
+            let params = Params { vocab_size, ..Params::default() };
+            let refused = TokenizerTrain::check(&params);
+            assert!(matches!(refused, Err(StageError::Param { path, .. }) if path == "vocab_size"), "{vocab_size}");
+        }
+        assert!(TokenizerTrain::check(&Params { vocab_size: MAX_VOCAB, ..Params::default() }).is_ok());
     }
 }

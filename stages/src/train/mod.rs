@@ -282,6 +282,15 @@ impl Stage for Train {
         if params.optimizer.lr.is_nan() || params.optimizer.lr <= 0.0 {
             return Err(StageError::param("optimizer.lr", "must be positive"));
         }
+        if params.optimizer.lr > 1.0 {
+            return Err(StageError::param(
+                "optimizer.lr",
+                format!(
+                    "{:e} cannot be meant: AdamW moves every weight by about the learning rate each step (SFT uses 1e-6 to 1e-2)",
+                    params.optimizer.lr
+                ),
+            ));
+        }
         for (i, b) in params.optimizer.betas.iter().enumerate() {
             if !(0.0..1.0).contains(b) {
                 return Err(StageError::param(format!("optimizer.betas[{i}]"), "must be in [0, 1)"));
@@ -900,6 +909,19 @@ mod tests {
         assert!(matches!(&err, StageError::Param { path, .. } if path == "model.vocab_size"), "{err}");
     }
 
+    /// A loss that turns non-finite stops training naming the step (here behind the
+    /// plan-time refusal of such a rate, which `bad_parameters_are_named` checks).
+    #[test]
+    fn a_diverging_loss_stops_training_naming_the_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut params: Params = serde_json::from_str(&with("{ steps: 20 }")).unwrap();
+        params.optimizer.lr = 1.0e30;
+        let err = testing::run_unchecked::<Train>(&params, inputs(dir.path()), &dir.path().join("out"), 0).unwrap_err();
+        assert!(matches!(err, StageError::Diverged { .. }), "{err}");
+        assert!(err.to_string().starts_with("loss diverged at step "), "{err}");
+        assert!(!dir.path().join("out/model/model.safetensors").exists());
+    }
+
     #[test]
     fn continue_optimizer_needs_init() {
         let dir = tempfile::tempdir().unwrap();
@@ -945,5 +967,13 @@ mod tests {
         }
         let p = Params { optimizer: OptimizerParams { betas: [0.9, 1.5], ..Default::default() }, ..Default::default() };
         assert!(matches!(Train::check(&p), Err(StageError::Param { path, .. }) if path == "optimizer.betas[1]"));
+        let p = Params { optimizer: OptimizerParams { lr: 1.0e30, ..Default::default() }, ..Default::default() };
+        match Train::check(&p) {
+            Err(StageError::Param { path, message }) => {
+                assert_eq!(path, "optimizer.lr");
+                assert!(message.starts_with("1e30 cannot be meant"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
