@@ -51,3 +51,8 @@ lint:
 # Rewrite the golden files of spec errors after an intended change of messages.
 bless:
     KILN_BLESS=1 cargo test --test it spec_errors
+
+# Longer runs of the hostile-input generator than `just test` makes (1,000 cases, seed
+# 14): `just fuzz 20000 7`. Files that go wrong are kept in target/hostile/.
+fuzz cases="20000" seed="1":
+    KILN_HOSTILE_CASES={{cases}} KILN_HOSTILE_SEED={{seed}} cargo test --test it hostile -- --nocapture

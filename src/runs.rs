@@ -134,8 +134,13 @@ impl Manifest {
         let path = manifest_path(runs_dir, &self.id);
         fs::create_dir_all(path.parent().expect("runs/<id>"))?;
         let tmp = path.with_extension("json.tmp");
-        fs::write(&tmp, serde_json::to_string_pretty(self).expect("manifest serializes"))?;
-        fs::rename(&tmp, &path)
+        let written = fs::write(&tmp, serde_json::to_string_pretty(self).expect("manifest serializes"))
+            .and_then(|()| fs::rename(&tmp, &path));
+        if written.is_err() {
+            // A full disk leaves no partial file behind; the last complete record stays.
+            let _ = fs::remove_file(&tmp);
+        }
+        written
     }
 
     pub fn load(runs_dir: &Path, id: &str) -> io::Result<Manifest> {

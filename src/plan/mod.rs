@@ -6,9 +6,9 @@
 
 pub mod key;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use kiln_stages::stage::{Artifact, ConfiguredStage, InputArtifacts, InputDecl, OutputDecl, StageKind, declaration};
+use kiln_stages::stage::{ConfiguredStage, InputArtifacts, InputDecl, OutputDecl, StageKind, declaration};
 use kiln_stages::{Registry, StageError};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, suggestion};
@@ -544,17 +544,4 @@ fn example_inputs(names: &[&str]) -> String {
         })
         .collect();
     format!("{{ {} }}", keys.join(", "))
-}
-
-/// The artifacts of a planned stage's inputs, by input name.
-pub fn input_artifacts(plan: &Plan, stage: &PlannedStage) -> BTreeMap<String, Artifact> {
-    stage
-        .inputs
-        .iter()
-        .map(|i| {
-            let upstream = &plan.stages[i.stage];
-            let artifact = upstream.outputs.iter().find(|o| o.name == i.output).expect("bound").artifact.clone();
-            (i.name.to_string(), artifact)
-        })
-        .collect()
 }

@@ -6,6 +6,7 @@ mod cli;
 mod code;
 mod conformance;
 mod debugging;
+mod hostile;
 mod pipeline;
 mod sources;
 mod spec_errors;

@@ -266,11 +266,6 @@ pub fn index_tensor(indices: &[u32]) -> Result<Tensor> {
     Tensor::from_slice(indices, indices.len(), &Device::Cpu)
 }
 
-/// A zero tensor of f32, for tests.
-pub fn zeros(dims: &[usize]) -> Result<Tensor> {
-    Tensor::zeros(dims, DType::F32, &Device::Cpu)
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
