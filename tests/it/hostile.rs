@@ -188,7 +188,9 @@ struct Outcome {
     max_rss_kb: i64,
 }
 
-/// `kiln plan FILE --workdir DIR` under a watchdog, with its peak memory.
+/// `kiln plan FILE --workdir DIR` under a watchdog, with its peak memory (the child is
+/// reaped by `wait4`, which std's `wait` does not offer, for its resource usage).
+#[allow(clippy::zombie_processes)]
 fn plan(file: &Path, workdir: &Path) -> Outcome {
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
