@@ -86,6 +86,59 @@ impl Store {
         serde_json::from_str(&text).ok()
     }
 
+    /// What is wrong with an entry's files, if anything, against its `meta.json`: each
+    /// output holds exactly the files it was committed with, of the same total size (a
+    /// directory listing and a `stat` per file, cheap enough for every run); with
+    /// `digests`, their content hashes to the recorded digest too.
+    pub fn damage(&self, meta: &EntryMeta, digests: bool) -> Option<String> {
+        let entry = self.entry_dir(&meta.key);
+        for (name, output) in &meta.outputs {
+            let dir = entry.join(name);
+            let files = match files_under(&dir) {
+                Ok(files) => files,
+                Err(e) => return Some(format!("output `{name}` cannot be listed: {e}")),
+            };
+            if files != output.files {
+                let missing: Vec<&str> =
+                    output.files.iter().filter(|f| !files.contains(f)).map(String::as_str).collect();
+                let extra: Vec<&str> = files.iter().filter(|f| !output.files.contains(f)).map(String::as_str).collect();
+                let mut what = Vec::new();
+                if !missing.is_empty() {
+                    what.push(format!("missing {}", missing.join(", ")));
+                }
+                if !extra.is_empty() {
+                    what.push(format!("not written by the stage: {}", extra.join(", ")));
+                }
+                return Some(format!("output `{name}`: {}", what.join("; ")));
+            }
+            let bytes = size_of(&dir);
+            if bytes != output.bytes {
+                return Some(format!("output `{name}` holds {bytes} bytes where {} were committed", output.bytes));
+            }
+            if digests {
+                match describe_output(&dir) {
+                    Ok((digest, _, _)) if digest != output.digest => {
+                        return Some(format!("output `{name}`: its content changed since it was committed"));
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Some(format!("output `{name}` cannot be read: {e}")),
+                }
+            }
+        }
+        None
+    }
+
+    /// Moves a damaged entry out of the cache, to `damaged/<key>-<time>` (kept for a
+    /// look, never read), so the next run recomputes it; returns where it went.
+    pub fn quarantine(&self, key: &str) -> io::Result<PathBuf> {
+        let _guard = self.guard(true)?;
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let target = self.root.join("damaged").join(format!("{key}-{stamp}"));
+        fs::create_dir_all(target.parent().expect("damaged/"))?;
+        fs::rename(self.entry_dir(key), &target)?;
+        Ok(target)
+    }
+
     /// Takes the key's lock without waiting; `None` when another run holds it.
     pub fn try_lock(&self, key: &str) -> io::Result<Option<KeyLock>> {
         let file = self.lock_file(key)?;

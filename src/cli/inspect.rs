@@ -35,10 +35,7 @@ fn cached_stage<'p>(
         )));
     };
     let Status::Cached { key, meta } = &statuses[index] else {
-        return Err(Failure::failed(format!(
-            "error: stage `{name}` is not cached yet; build it with `kiln run {} --until {name}`",
-            plan.spec.path.display()
-        )));
+        return Err(super::not_cached(plan, name, &statuses[index]));
     };
     Ok((index, key.as_str(), meta))
 }

@@ -108,6 +108,10 @@ struct RunArgs {
     /// Recompute this stage even if cached (repeatable).
     #[arg(long, value_name = "STAGE")]
     force: Vec<String>,
+    /// Hash each stage's inputs against their recorded digests before it computes
+    /// (their files and sizes are always checked).
+    #[arg(long)]
+    verify_inputs: bool,
 }
 
 #[derive(Args, Debug)]
@@ -310,6 +314,20 @@ fn store_of(args: &StoreArgs) -> Store {
         (None, None) => PathBuf::from(".kiln"),
     };
     Store::new(root)
+}
+
+/// The error for reading a stage that has no usable cache entry: not computed yet, or
+/// an entry that no longer matches its record (which the next run moves aside).
+fn not_cached(plan: &Plan, stage: &str, status: &Status) -> Failure {
+    let path = plan.spec.path.display();
+    match status {
+        Status::WillRun { reason, .. } if reason.starts_with("its cache entry is damaged") => Failure::failed(format!(
+            "error: stage `{stage}`: {reason}; `kiln run {path} --until {stage}` moves it aside and computes it again"
+        )),
+        _ => Failure::failed(format!(
+            "error: stage `{stage}` is not cached yet; build it with `kiln run {path} --until {stage}`"
+        )),
+    }
 }
 
 fn plan_of(args: &PipelineArgs, registry: &Registry) -> Result<Plan, Failure> {

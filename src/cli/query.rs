@@ -123,10 +123,7 @@ pub fn query(
         };
         let stage = &plan.stages[*index].name;
         let Status::Cached { key, .. } = &statuses[*index] else {
-            return Err(Failure::failed(format!(
-                "error: stage `{stage}` is not cached yet; build it with `kiln run {} --until {stage}`",
-                plan.spec.path.display()
-            )));
+            return Err(super::not_cached(plan, stage, &statuses[*index]));
         };
         dirs.push((name.clone(), store.entry_dir(key).join(output)));
     }

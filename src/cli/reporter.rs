@@ -55,6 +55,14 @@ impl Reporter for Terminal {
     fn waiting(&self, stage: &str) {
         eprintln!("{stage}: another run is computing this entry; waiting for it");
     }
+
+    fn damaged(&self, stage: &str, key: &str, why: &str, moved_to: &std::path::Path) {
+        eprintln!(
+            "{stage}: cache entry {} is damaged ({why}); moved to {} and computed again",
+            &key[..12.min(key.len())],
+            moved_to.display()
+        );
+    }
 }
 
 struct Bar {

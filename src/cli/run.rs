@@ -19,7 +19,14 @@ pub(super) fn run(args: RunArgs, registry: &Registry) -> Result<(), Failure> {
     let started = Instant::now();
     let plan = plan_of(&args.pipeline, registry)?;
     let store = store_of(&args.pipeline.store);
-    let selection = Selection { only: args.only, from: args.from, until: args.until, force: args.force, verify: false };
+    let selection = Selection {
+        only: args.only,
+        from: args.from,
+        until: args.until,
+        force: args.force,
+        verify: false,
+        verify_inputs: args.verify_inputs,
+    };
     execute(&plan, &store, &selection, started)
 }
 

@@ -21,6 +21,8 @@ pub(super) struct Job<'a> {
     pub key: &'a str,
     pub inputs: serde_json::Value,
     pub forced: bool,
+    /// Hash the inputs' files against their recorded digests first.
+    pub verify_inputs: bool,
 }
 
 /// Computes one stage into a new cache entry. On failure the cache is unchanged and the
@@ -33,7 +35,7 @@ pub(super) fn compute(
     metas: &[Option<EntryMeta>],
     reporter: &dyn Reporter,
 ) -> Result<(StageRecord, EntryMeta), Box<StageRecord>> {
-    let Job { key, inputs, forced } = job;
+    let Job { key, inputs, forced, verify_inputs } = job;
     let started = Instant::now();
     let mut record = skipped(stage);
     record.key = Some(key.into());
@@ -62,6 +64,25 @@ pub(super) fn compute(
         return Ok((cached_record(stage, key, &meta), meta));
     }
 
+    if verify_inputs {
+        for input in &stage.inputs {
+            let meta = metas[input.stage].as_ref().expect("inputs are cached before a stage runs");
+            if let Some(why) = store.damage(meta, true) {
+                drop(lock);
+                let upstream = &plan.stages[input.stage].name;
+                let moved = match store.quarantine(&meta.key) {
+                    Ok(to) => format!("moved to {}", to.display()),
+                    Err(e) => format!("could not be moved aside: {e}"),
+                };
+                let message = format!(
+                    "input `{}` (the entry of `{upstream}`, {}) is damaged: {why}; it was {moved}, and the next run computes it again",
+                    input.name,
+                    &meta.key[..12]
+                );
+                return Err(fail(record, message));
+            }
+        }
+    }
     let tmp = match store.fresh_tmp(key) {
         Ok(tmp) => tmp,
         Err(e) => return Err(fail(record, format!("preparing {}: {e}", store.tmp_dir(key).display()))),

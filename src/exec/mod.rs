@@ -35,6 +35,9 @@ pub struct Selection {
     /// Recompute every selected stage that is cached into a scratch area and compare
     /// its bytes with the entry's (`rerun --verify`); the cache is left as it is.
     pub verify: bool,
+    /// Before a stage computes, hash its inputs' files and compare them with the digests
+    /// their entries recorded (`--verify-inputs`); files and sizes are always compared.
+    pub verify_inputs: bool,
 }
 
 /// What `status` knows about a stage before running anything.
@@ -79,6 +82,8 @@ pub trait Reporter: Sync {
     fn finished(&self, record: &StageRecord);
     /// Another run holds the stage's key; this one waits.
     fn waiting(&self, stage: &str);
+    /// A cached entry did not match its record; it was moved aside to be recomputed.
+    fn damaged(&self, stage: &str, key: &str, why: &str, moved_to: &std::path::Path);
 }
 
 pub struct Quiet;
@@ -89,6 +94,7 @@ impl Reporter for Quiet {
     }
     fn finished(&self, _: &StageRecord) {}
     fn waiting(&self, _: &str) {}
+    fn damaged(&self, _: &str, _: &str, _: &str, _: &std::path::Path) {}
 }
 
 /// The digests of a stage's inputs, from its upstream entries' metadata.
@@ -137,8 +143,12 @@ pub fn status(plan: &Plan, store: &Store, force: &[String]) -> Vec<Status> {
             Some(digests) => {
                 let inputs = key_inputs(stage, &digests, &files);
                 let key = key_of(&inputs);
-                match store.meta(&key) {
-                    Some(meta) if !force.contains(&stage.name) => Status::Cached { key, meta: Box::new(meta) },
+                let meta = store.meta(&key);
+                let damage = meta.as_ref().and_then(|m| store.damage(m, false));
+                match meta {
+                    Some(meta) if !force.contains(&stage.name) && damage.is_none() => {
+                        Status::Cached { key, meta: Box::new(meta) }
+                    }
                     cached => {
                         let previous = previous();
                         let changes: Vec<String> = previous
@@ -148,10 +158,11 @@ pub fn status(plan: &Plan, store: &Store, force: &[String]) -> Vec<Status> {
                             .iter()
                             .map(|d| describe_change(plan, stage, d))
                             .collect();
-                        let reason = match (cached, changes.first()) {
-                            (Some(_), _) => "forced".to_string(),
-                            (None, Some(change)) => change.clone(),
-                            (None, None) => "not cached".to_string(),
+                        let reason = match (cached, damage, changes.first()) {
+                            (Some(_), Some(why), _) => format!("its cache entry is damaged: {why}"),
+                            (Some(_), None, _) => "forced".to_string(),
+                            (None, _, Some(change)) => change.clone(),
+                            (None, _, None) => "not cached".to_string(),
                         };
                         Status::WillRun {
                             key: Some(key),
@@ -352,6 +363,16 @@ pub fn run(plan: &Plan, store: &Store, selection: &Selection, reporter: &dyn Rep
                         }
                         store.meta(&key)
                     };
+                    // An entry that no longer matches its record is moved aside (outside
+                    // the shared guard: moving takes it exclusively) and computed again.
+                    let cached = match cached.as_ref().and_then(|m| store.damage(m, false)) {
+                        None => cached,
+                        Some(why) => {
+                            let moved = store.quarantine(&key).map_err(|e| io("moving a damaged entry aside", e))?;
+                            reporter.damaged(&stage.name, &key, &why, &moved);
+                            None
+                        }
+                    };
                     match cached {
                         Some(meta) if chosen[i] && selection.verify && !forced => {
                             let record = verify(plan, store, stage, &key, &meta, &metas, reporter);
@@ -364,7 +385,14 @@ pub fn run(plan: &Plan, store: &Store, selection: &Selection, reporter: &dyn Rep
                             record
                         }
                         _ if !chosen[i] => skipped(stage),
-                        _ => match compute(plan, store, stage, Job { key: &key, inputs, forced }, &metas, reporter) {
+                        _ => match compute(
+                            plan,
+                            store,
+                            stage,
+                            Job { key: &key, inputs, forced, verify_inputs: selection.verify_inputs },
+                            &metas,
+                            reporter,
+                        ) {
                             Ok((record, meta)) => {
                                 metas[i] = Some(meta);
                                 record

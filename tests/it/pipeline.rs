@@ -286,3 +286,48 @@ fn concurrent_runs_share_entries_without_clobbering() {
     work.ok(&["run", SMOKE]);
     expect(&work, &all("cached"));
 }
+
+/// The poisoned-cache reproducer of issue 14: a deleted Parquet part of `problems` is
+/// found by its files against its record (never read as an empty table), named by
+/// `query`, moved aside by the next run and computed again; a flipped byte in the model
+/// `eval` reads is found by `--verify-inputs`. Both end with the bytes of a clean run.
+#[test]
+fn a_damaged_entry_is_named_moved_aside_and_computed_again() {
+    let (work, clean) = (Workdir::new(), Workdir::new());
+    work.ok(&["run", SMOKE]);
+    clean.ok(&["run", SMOKE]);
+    let key = |stage: &str| {
+        let manifest = work.last_manifest();
+        let record = manifest["stages"].as_array().unwrap().iter().find(|s| s["name"] == stage).unwrap().clone();
+        record["key"].as_str().unwrap().to_string()
+    };
+    let problems = work.store().join("cache").join(key("problems")).join("problems");
+    for part in std::fs::read_dir(&problems).unwrap() {
+        std::fs::remove_file(part.unwrap().path()).unwrap();
+    }
+    let out = work.kiln(&["query", SMOKE, "SELECT count(*) FROM problems"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stage `problems`: its cache entry is damaged: output `problems`: missing part-"), "{err}");
+
+    let out = work.kiln(&["run", SMOKE, "--force", "split"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("problems: cache entry") && err.contains("is damaged (output `problems`: missing"), "{err}");
+    assert_eq!(std::fs::read_dir(work.store().join("damaged")).unwrap().count(), 1);
+    assert_eq!(artifacts(&work.store()), artifacts(&clean.store()));
+
+    // A flipped byte keeps the size: only the digests see it.
+    let model = work.store().join("cache").join(key("sft")).join("model/model.safetensors");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let at = bytes.len() - 3;
+    bytes[at] ^= 0x40;
+    std::fs::write(&model, &bytes).unwrap();
+    let out = work.kiln(&["run", SMOKE, "--force", "eval", "--verify-inputs"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("input `model` (the entry of `sft`") && err.contains("its content changed"), "{err}");
+    let out = work.kiln(&["run", SMOKE]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(artifacts(&work.store()), artifacts(&clean.store()));
+}
