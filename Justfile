@@ -52,7 +52,8 @@ lint:
 bless:
     KILN_BLESS=1 cargo test --test it spec_errors
 
-# Longer runs of the hostile-input generator than `just test` makes (1,000 cases, seed
-# 14): `just fuzz 20000 7`. Files that go wrong are kept in target/hostile/.
+# Longer runs of the hostile-input generators than `just test` makes (1,000 pipeline
+# files and 100 data files, seed 14): `just fuzz 20000 7`. Files that go wrong are kept
+# in target/hostile/.
 fuzz cases="20000" seed="1":
-    KILN_HOSTILE_CASES={{cases}} KILN_HOSTILE_SEED={{seed}} cargo test --test it hostile -- --nocapture
+    KILN_HOSTILE_CASES={{cases}} KILN_HOSTILE_DATA_CASES={{cases}} KILN_HOSTILE_SEED={{seed}} cargo test --test it hostile -- --nocapture

@@ -9,6 +9,11 @@
 //! `just test` runs 1,000 cases; `KILN_HOSTILE_CASES=N KILN_HOSTILE_SEED=S` run others
 //! (`just fuzz`). A failing case is written to `target/hostile/` to become a golden file
 //! in `tests/spec_errors/`.
+//!
+//! The same for data files: the JSON Lines fixtures mutated (bytes flipped, invalid
+//! UTF-8, cut short, gzip-compressed and then cut, a line of 100 MB, empty, deeply nested
+//! JSON, binary noise) and read by `source.jsonl` and `source.code`: each run succeeds or
+//! fails naming the file, within the same limits, and a failed source leaves no entry.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -188,13 +193,18 @@ struct Outcome {
     max_rss_kb: i64,
 }
 
-/// `kiln plan FILE --workdir DIR` under a watchdog, with its peak memory (the child is
-/// reaped by `wait4`, which std's `wait` does not offer, for its resource usage).
-#[allow(clippy::zombie_processes)]
+/// `kiln plan FILE --workdir DIR` under a watchdog.
 fn plan(file: &Path, workdir: &Path) -> Outcome {
+    kiln(&["plan", file.to_str().unwrap(), "--workdir", workdir.to_str().unwrap()])
+}
+
+/// `kiln ARGS` under a watchdog, with its peak memory (the child is reaped by `wait4`,
+/// which std's `wait` does not offer, for its resource usage).
+#[allow(clippy::zombie_processes)]
+fn kiln(args: &[&str]) -> Outcome {
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["plan", file.to_str().unwrap(), "--workdir", workdir.to_str().unwrap()])
+        .args(args)
         .current_dir(repo())
         .env_remove("KILN_HOME")
         .stdout(Stdio::null())
@@ -309,6 +319,130 @@ fn hostile_pipeline_files_are_accepted_or_rejected_with_a_location() {
         .iter()
         .filter_map(|(case, o, w)| w.as_ref().map(|w| format!("case {case}: {w}\n{}", o.stderr)))
         .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {cases} cases went wrong (files in target/hostile/):\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+/// One mutation of a data file's bytes.
+fn mutate_data(bytes: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    match rng.random_range(0..9) {
+        0 => {
+            for _ in 0..rng.random_range(1..6) {
+                if !out.is_empty() {
+                    let i = rng.random_range(0..out.len());
+                    out[i] = rng.random();
+                }
+            }
+        }
+        1 => {
+            let i = rng.random_range(0..=out.len());
+            out.splice(i..i, [0xff, 0xfe, 0xc3]);
+        }
+        2 => out.truncate(rng.random_range(0..=out.len())),
+        3 => {
+            use std::io::Write;
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(&out).unwrap();
+            out = gz.finish().unwrap();
+            if rng.random_bool(0.7) {
+                out.truncate(rng.random_range(0..out.len()));
+            }
+        }
+        4 => {
+            let mut long = b"{\"question\": \"".to_vec();
+            long.resize(100 << 20, b'x');
+            long.extend_from_slice(b"\"}\n");
+            out.splice(0..0, long);
+        }
+        5 => out.clear(),
+        6 => {
+            let depth = [100, 10_000, 1_000_000][rng.random_range(0..3)];
+            let mut nested = "[".repeat(depth).into_bytes();
+            nested.extend_from_slice("]".repeat(depth).as_bytes());
+            nested.push(b'\n');
+            out.splice(0..0, nested);
+        }
+        7 => out = (0..rng.random_range(1..100_000)).map(|_| rng.random()).collect(),
+        _ => {
+            let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+            let pick = lines[rng.random_range(0..lines.len())];
+            out = [pick, b"\n", pick, b"\n\n\r\n{}\n[]\nnull\n"].concat();
+        }
+    }
+    out
+}
+
+#[test]
+fn hostile_data_files_are_read_or_named() {
+    let cases: usize = std::env::var("KILN_HOSTILE_DATA_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let seed: u64 = std::env::var("KILN_HOSTILE_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(14);
+    let fixtures = ["gsm8k-train.jsonl", "gsm8k-test.jsonl", "mbpp.jsonl", "humanevalpack-python.jsonl"];
+    let dir = tempfile::tempdir().unwrap();
+    let mut wrong = Vec::new();
+    let (mut failed, mut peak, mut slowest) = (0, 0, 0.0f64);
+    for case in 0..cases {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(case as u64);
+        let fixture = fixtures[rng.random_range(0..fixtures.len())];
+        let bytes = mutate_data(&std::fs::read(repo().join("tests/fixtures").join(fixture)).unwrap(), &mut rng);
+        let data = dir.path().join(format!("data-{case}.jsonl"));
+        std::fs::write(&data, &bytes).unwrap();
+        let source = if fixture.starts_with("gsm8k") {
+            "{ uses: source.jsonl, with: { path: DATA, fields: { question: question, answer: answer } } }"
+        } else if fixture.starts_with("mbpp") {
+            "{ uses: source.code, with: { path: DATA, format: mbpp } }"
+        } else {
+            "{ uses: source.code, with: { path: DATA, format: humanevalpack } }"
+        };
+        let skip = if rng.random_bool(0.5) { ", on_bad_record: skip" } else { "" };
+        let source = source.replace("DATA", &data.display().to_string()).replace(" } }", &format!("{skip} }} }}"));
+        let pipeline = dir.path().join(format!("case-{case}.yaml"));
+        std::fs::write(&pipeline, format!("name: data-{case}\nstages:\n  source: {source}\n")).unwrap();
+        let workdir = dir.path().join(format!("work-{case}"));
+        let outcome = kiln(&["run", pipeline.to_str().unwrap(), "--workdir", workdir.to_str().unwrap()]);
+        let entries = std::fs::read_dir(workdir.join(".kiln/cache")).map_or(0, |d| d.count());
+        let problem = if outcome.stderr.contains("panicked") {
+            Some("panicked".to_string())
+        } else if outcome.seconds > TIME_LIMIT.as_secs_f64() {
+            Some(format!("took {:.1} s", outcome.seconds))
+        } else if outcome.max_rss_kb > MEMORY_LIMIT_KB {
+            Some(format!("peak memory {} MB", outcome.max_rss_kb / 1024))
+        } else {
+            match outcome.code {
+                Some(0) => (entries != 1).then(|| format!("succeeded with {entries} entries")),
+                Some(1) => {
+                    failed += 1;
+                    let named = outcome.stderr.contains(&format!("data-{case}.jsonl"));
+                    if !named {
+                        Some("failed without naming the file".to_string())
+                    } else {
+                        (entries != 0).then(|| format!("failed but left {entries} entries"))
+                    }
+                }
+                other => Some(format!("exit {other:?}")),
+            }
+        };
+        peak = peak.max(outcome.max_rss_kb);
+        slowest = slowest.max(outcome.seconds);
+        if let Some(problem) = problem {
+            let kept = repo().join("target/hostile");
+            std::fs::create_dir_all(&kept).unwrap();
+            std::fs::write(kept.join(format!("data-{case}.jsonl")), &bytes).unwrap();
+            wrong.push(format!("case {case} ({fixture}{skip}): {problem}\n{}", outcome.stderr));
+        }
+        std::fs::remove_file(&data).ok();
+        std::fs::remove_dir_all(&workdir).ok();
+    }
+    eprintln!(
+        "hostile data files: {cases} cases (seed {seed}), {failed} failed naming the file, {} read; slowest {slowest:.2} s, peak {} MB",
+        cases - failed,
+        peak / 1024
+    );
     assert!(
         wrong.is_empty(),
         "{} of {cases} cases went wrong (files in target/hostile/):\n{}",
