@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::exec::Status;
+use crate::exec::{Reason, Status};
 use crate::plan::Plan;
 use crate::plan::key::{leaves, show};
 
@@ -19,7 +19,7 @@ pub fn explain(plan: &Plan, statuses: &[Status]) -> String {
                     Some(key) => key.clone(),
                     None => "(known once its inputs are computed)".into(),
                 };
-                (if reason == "forced" { "will run (forced)" } else { "will run" }, key, key_inputs)
+                (if *reason == Reason::Forced { "will run (forced)" } else { "will run" }, key, key_inputs)
             }
         };
         out.push_str(&format!("{} ({} v{}): {word}\n", stage.name, stage.kind.kind(), stage.kind.version()));

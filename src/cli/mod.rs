@@ -22,7 +22,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::exec::{self, Status};
+use crate::exec::{self, Reason, Status};
 use crate::plan::Plan;
 use crate::store::Store;
 use crate::{Registry, load_plan};
@@ -321,7 +321,7 @@ fn store_of(args: &StoreArgs) -> Store {
 fn not_cached(plan: &Plan, stage: &str, status: &Status) -> Failure {
     let path = plan.spec.path.display();
     match status {
-        Status::WillRun { reason, .. } if reason.starts_with("its cache entry is damaged") => Failure::failed(format!(
+        Status::WillRun { reason: reason @ Reason::Damaged(_), .. } => Failure::failed(format!(
             "error: stage `{stage}`: {reason}; `kiln run {path} --until {stage}` moves it aside and computes it again"
         )),
         _ => Failure::failed(format!(
@@ -365,7 +365,7 @@ fn plan(args: PlanArgs, registry: &Registry) -> Result<(), Failure> {
     for (stage, status) in plan.stages.iter().zip(exec::status(&plan, &store, &[])) {
         let (word, why) = match status {
             Status::Cached { key, .. } => ("cached", format!("key {}", &key[..12])),
-            Status::WillRun { reason, .. } => ("will run", reason),
+            Status::WillRun { reason, .. } => ("will run", reason.to_string()),
         };
         table.row(vec![stage.name.clone(), stage.kind.kind().into(), word.into(), why]);
     }

@@ -53,14 +53,41 @@ pub enum Status {
         /// The key inputs as far as they are known (without the digests of inputs that
         /// will be computed).
         key_inputs: serde_json::Value,
-        /// Why, in one line: the first change, `forced`, `not cached`, or the upstream.
-        reason: String,
+        /// Why.
+        reason: Reason,
         /// The stage's newest cached entry in earlier runs, and every key field that
         /// differs from it.
         previous: Option<Box<Previous>>,
         changes: Vec<String>,
     },
 }
+/// Why a stage will run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reason {
+    /// No entry has its key, and no earlier run of the pipeline had this stage.
+    NotCached,
+    /// `--force`.
+    Forced,
+    /// Its entry no longer matches its record (what is wrong).
+    Damaged(String),
+    /// The first key field that differs from the stage's entry in an earlier run.
+    Changed(String),
+    /// Its key is unknown until this upstream stage has run.
+    Upstream(String),
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::NotCached => f.write_str("not cached"),
+            Reason::Forced => f.write_str("forced"),
+            Reason::Damaged(why) => write!(f, "its cache entry is damaged: {why}"),
+            Reason::Changed(change) => f.write_str(change),
+            Reason::Upstream(stage) => write!(f, "upstream `{stage}` will run"),
+        }
+    }
+}
+
 /// Errors that stop a run before or while it runs.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -159,10 +186,10 @@ pub fn status(plan: &Plan, store: &Store, force: &[String]) -> Vec<Status> {
                             .map(|d| describe_change(plan, stage, d))
                             .collect();
                         let reason = match (cached, damage, changes.first()) {
-                            (Some(_), Some(why), _) => format!("its cache entry is damaged: {why}"),
-                            (Some(_), None, _) => "forced".to_string(),
-                            (None, _, Some(change)) => change.clone(),
-                            (None, _, None) => "not cached".to_string(),
+                            (Some(_), Some(why), _) => Reason::Damaged(why),
+                            (Some(_), None, _) => Reason::Forced,
+                            (None, _, Some(change)) => Reason::Changed(change.clone()),
+                            (None, _, None) => Reason::NotCached,
                         };
                         Status::WillRun {
                             key: Some(key),
@@ -205,7 +232,7 @@ pub fn status(plan: &Plan, store: &Store, force: &[String]) -> Vec<Status> {
                     .iter()
                     .map(|d| describe_change(plan, stage, d))
                     .collect();
-                let reason = changes.first().cloned().unwrap_or_else(|| format!("upstream `{upstream}` will run"));
+                let reason = changes.first().map_or(Reason::Upstream(upstream), |c| Reason::Changed(c.clone()));
                 Status::WillRun { key: None, key_inputs: own, reason, previous: previous.map(Box::new), changes }
             }
         };
