@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::history::compact;
 use super::text_table::TextTable;
-use crate::plan::key::{differences, leaves};
+use crate::plan::key::{Change, differences, leaves};
 use crate::runs::{Manifest, StageRecord};
 
 pub fn diff(a: &Manifest, b: &Manifest) -> String {
@@ -118,11 +118,10 @@ fn measures(stage: StageRecord) -> Vec<(String, Value)> {
 
 /// `inputs.data 1a2b -> 3c4d` as `input data changed (from packed.packed)`, naming the
 /// stage of run B that produced the new digest.
-fn describe(difference: &str, inputs_b: &Value, b: &Manifest) -> String {
-    let Some(rest) = difference.strip_prefix("inputs.") else {
-        return difference.to_string();
+fn describe(change: &Change, inputs_b: &Value, b: &Manifest) -> String {
+    let Some(name) = change.input() else {
+        return change.to_string();
     };
-    let name = rest.split_whitespace().next().unwrap_or(rest);
     let digest = inputs_b.get("inputs").and_then(|i| i.get(name)).and_then(Value::as_str);
     let producer = b.stages.iter().find_map(|s| {
         let (output, _) = s.outputs.iter().find(|(_, o)| Some(o.digest.as_str()) == digest)?;

@@ -15,7 +15,7 @@ use kiln_stages::context::Progress;
 use compute::{Job, compute};
 use verify::verify;
 
-use crate::plan::key::{differences, key_inputs, key_of};
+use crate::plan::key::{Change, differences, key_inputs, key_of};
 use crate::plan::{Plan, PlannedStage};
 use crate::runs::{self, Manifest, PipelineRecord, Previous, RunStatus, StageRecord, StageStatus};
 use crate::store::{EntryMeta, Store};
@@ -246,14 +246,13 @@ pub fn status(plan: &Plan, store: &Store, force: &[String]) -> Vec<Status> {
 }
 
 /// `inputs.data 1a2b3c4d -> 5e6f7a8b` reads better as `input data (from tokens) changed`.
-pub fn describe_change(plan: &Plan, stage: &PlannedStage, difference: &str) -> String {
-    if let Some(rest) = difference.strip_prefix("inputs.") {
-        let name = rest.split_whitespace().next().unwrap_or(rest);
-        if let Some(input) = stage.inputs.iter().find(|i| i.name == name) {
-            return format!("input `{name}` changed (from `{}`)", plan.stages[input.stage].name);
-        }
+pub fn describe_change(plan: &Plan, stage: &PlannedStage, change: &Change) -> String {
+    if let Some(name) = change.input()
+        && let Some(input) = stage.inputs.iter().find(|i| i.name == name)
+    {
+        return format!("input `{name}` changed (from `{}`)", plan.stages[input.stage].name);
     }
-    difference.to_string()
+    change.to_string()
 }
 
 /// The indices of the stages a selection computes.

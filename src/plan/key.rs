@@ -63,10 +63,32 @@ pub fn canonical(value: &Value) -> String {
     serde_json::to_string(&sorted(value)).expect("JSON values serialize")
 }
 
-/// Every difference between two key-input objects, as `path old -> new`, in a fixed
-/// order of importance: parameters, seed, inputs, then the rest; within each, by path.
-pub fn differences(old: &Value, new: &Value) -> Vec<String> {
-    fn walk(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<String>) {
+/// One key field that differs between two key-input objects: its dotted path and its
+/// values (`None` where it is absent). Shown as `path old -> new`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub path: String,
+    pub old: Option<Value>,
+    pub new: Option<Value>,
+}
+
+impl Change {
+    /// The input whose digest changed, for a change under `inputs.`.
+    pub fn input(&self) -> Option<&str> {
+        self.path.strip_prefix("inputs.")
+    }
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} -> {}", self.path, show(self.old.as_ref()), show(self.new.as_ref()))
+    }
+}
+
+/// Every difference between two key-input objects, in a fixed order of importance:
+/// parameters, seed, inputs, then the rest; within each, by path.
+pub fn differences(old: &Value, new: &Value) -> Vec<Change> {
+    fn walk(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<Change>) {
         match (old, new) {
             (Some(Value::Object(a)), Some(Value::Object(b))) => {
                 let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
@@ -78,7 +100,7 @@ pub fn differences(old: &Value, new: &Value) -> Vec<String> {
                 }
             }
             (a, b) if a == b => {}
-            (a, b) => out.push(format!("{path} {} -> {}", show(a), show(b))),
+            (a, b) => out.push(Change { path: path.to_string(), old: a.cloned(), new: b.cloned() }),
         }
     }
     let mut out = Vec::new();
@@ -142,6 +164,8 @@ mod tests {
         assert!(differences(&old, &old).is_empty());
         let paths: Vec<String> = leaves(&new).into_iter().map(|(p, _)| p).collect();
         assert_eq!(paths, ["kind", "with.seq_len", "with.algorithm", "inputs.data"]);
-        assert_eq!(differences(&old, &new), ["with.seq_len 1024 -> 2048", "inputs.data \"aa\" -> \"bb\""]);
+        let shown: Vec<String> = differences(&old, &new).iter().map(Change::to_string).collect();
+        assert_eq!(shown, ["with.seq_len 1024 -> 2048", "inputs.data \"aa\" -> \"bb\""]);
+        assert_eq!(differences(&old, &new)[1].input(), Some("data"));
     }
 }
