@@ -10,7 +10,6 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::exec::Selection;
 use crate::store::OutputMeta;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,6 +53,26 @@ pub struct PipelineRecord {
     pub digest: String,
     /// The pipeline after `extends:` and overrides: exactly what ran.
     pub resolved: String,
+}
+
+/// Which stages a run computes (recorded in its manifest, so `rerun` can repeat it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Selection {
+    /// Only these stages (their inputs must be cached).
+    pub only: Vec<String>,
+    /// This stage and everything downstream of it.
+    pub from: Option<String>,
+    /// This stage and everything upstream of it.
+    pub until: Option<String>,
+    /// Recompute these even if cached.
+    pub force: Vec<String>,
+    /// Recompute every selected stage that is cached into a scratch area and compare
+    /// its bytes with the entry's (`rerun --verify`); the cache is left as it is.
+    pub verify: bool,
+    /// Before a stage computes, hash its inputs' files and compare them with the digests
+    /// their entries recorded (`--verify-inputs`); files and sizes are always compared.
+    pub verify_inputs: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,6 +145,14 @@ pub fn new_run_id() -> String {
 
 pub fn manifest_path(runs_dir: &Path, id: &str) -> PathBuf {
     runs_dir.join(id).join("manifest.json")
+}
+
+impl StageRecord {
+    /// Whether the stage computed something in this run (ran, failed, or was recomputed
+    /// to verify the cache): its time is worth showing and the manifest worth saving.
+    pub fn took_time(&self) -> bool {
+        matches!(self.status, StageStatus::Ran | StageStatus::Failed) || self.verified.is_some()
+    }
 }
 
 impl Manifest {

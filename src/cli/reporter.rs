@@ -47,8 +47,7 @@ impl Reporter for Terminal {
             (None, StageStatus::Cached) => "·",
             (None, StageStatus::Skipped) => "-",
         };
-        let took_time = record.status == StageStatus::Ran || record.verified.is_some();
-        let time = if took_time { format!(" in {:.1}s", record.duration_s) } else { String::new() };
+        let time = if record.took_time() { format!(" in {:.1}s", record.duration_s) } else { String::new() };
         eprintln!("{mark} {} {}{time}", record.name, super::run::status_word(record));
     }
 

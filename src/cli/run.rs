@@ -9,10 +9,10 @@ use super::reporter::Terminal;
 use super::text_table::TextTable;
 use super::{Failure, RerunArgs, RunArgs, plan_of, print, store_of};
 use crate::Registry;
-use crate::exec::{self, ExecError, Selection, Status};
+use crate::exec::{self, ExecError, Status};
 use crate::plan::Plan;
 use crate::plan::key::differences;
-use crate::runs::{self, Manifest, StageStatus};
+use crate::runs::{self, Manifest, Selection, StageStatus};
 use crate::store::Store;
 
 pub(super) fn run(args: RunArgs, registry: &Registry) -> Result<(), Failure> {
@@ -120,11 +120,7 @@ fn execute(plan: &Plan, store: &Store, selection: &Selection, started: Instant) 
 fn run_summary(manifest: &Manifest, seconds: f64) -> String {
     let mut table = TextTable::new(&["stage", "kind", "status", "time", "result"]);
     for s in &manifest.stages {
-        let time = if s.status == StageStatus::Ran || s.status == StageStatus::Failed || s.verified.is_some() {
-            format!("{:.1}s", s.duration_s)
-        } else {
-            String::new()
-        };
+        let time = if s.took_time() { format!("{:.1}s", s.duration_s) } else { String::new() };
         let result = match (&s.verified, s.status) {
             (_, StageStatus::Failed) => s.error.clone().unwrap_or_default().lines().next().unwrap_or("").to_string(),
             (Some(v), _) if !v.reproducible => format!("other bytes in {}", v.differing.join(", ")),

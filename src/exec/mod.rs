@@ -17,28 +17,8 @@ use verify::verify;
 
 use crate::plan::key::{Change, differences, key_inputs, key_of};
 use crate::plan::{Plan, PlannedStage};
-use crate::runs::{self, Manifest, PipelineRecord, Previous, RunStatus, StageRecord, StageStatus};
+use crate::runs::{self, Manifest, PipelineRecord, Previous, RunStatus, Selection, StageRecord, StageStatus};
 use crate::store::{EntryMeta, Store};
-
-/// Which stages a run computes (recorded in its manifest, so `rerun` can repeat it).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct Selection {
-    /// Only these stages (their inputs must be cached).
-    pub only: Vec<String>,
-    /// This stage and everything downstream of it.
-    pub from: Option<String>,
-    /// This stage and everything upstream of it.
-    pub until: Option<String>,
-    /// Recompute these even if cached.
-    pub force: Vec<String>,
-    /// Recompute every selected stage that is cached into a scratch area and compare
-    /// its bytes with the entry's (`rerun --verify`); the cache is left as it is.
-    pub verify: bool,
-    /// Before a stage computes, hash its inputs' files and compare them with the digests
-    /// their entries recorded (`--verify-inputs`); files and sizes are always compared.
-    pub verify_inputs: bool,
-}
 
 /// What `status` knows about a stage before running anything.
 #[derive(Debug, Clone)]
@@ -438,7 +418,7 @@ pub fn run(plan: &Plan, store: &Store, selection: &Selection, reporter: &dyn Rep
         };
         // After a stage that took time, the record is saved, so `kiln show` of a live
         // run says how far it got; cached stages take none, so a no-op run saves once.
-        let took_time = record.status != StageStatus::Cached || record.verified.is_some();
+        let took_time = record.took_time();
         reporter.finished(&record);
         manifest.stages.push(record);
         if took_time && i + 1 < plan.stages.len() {
