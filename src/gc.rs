@@ -10,13 +10,14 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 
+use crate::plan::key::Key;
 use crate::runs::{self, Manifest, StageStatus};
 use crate::store::{Store, size_of};
 
 /// An entry gc removed (or would remove).
 #[derive(Debug, Clone)]
 pub struct Removal {
-    pub key: String,
+    pub key: Key,
     pub kind: String,
     pub stage: String,
     pub bytes: u64,
@@ -30,7 +31,7 @@ pub struct Report {
     pub kept_runs: usize,
     pub live_runs: Vec<String>,
     /// Entries no kept run refers to, left because a run is writing them.
-    pub being_written: Vec<String>,
+    pub being_written: Vec<Key>,
     /// Leftovers of killed runs removed from `tmp/` and `verify/`: folders and bytes.
     pub leftovers: usize,
     pub leftover_bytes: u64,

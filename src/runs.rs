@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::plan::key::Key;
 use crate::store::OutputMeta;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,7 +30,7 @@ pub struct Manifest {
     /// The keys this run reads or writes, recorded before it uses them: what `kiln gc`
     /// spares while the run is live.
     #[serde(default)]
-    pub holds: Vec<String>,
+    pub holds: Vec<Key>,
     pub stages: Vec<StageRecord>,
 }
 
@@ -81,7 +82,7 @@ pub struct StageRecord {
     pub kind: String,
     pub status: StageStatus,
     #[serde(default)]
-    pub key: Option<String>,
+    pub key: Option<Key>,
     #[serde(default)]
     pub key_inputs: Option<serde_json::Value>,
     pub duration_s: f64,
@@ -213,7 +214,7 @@ pub fn latest_overrides(runs_dir: &Path, pipeline: &Path) -> Option<(String, Vec
 #[derive(Debug, Clone)]
 pub struct Previous {
     pub run: String,
-    pub key: String,
+    pub key: Key,
     pub key_inputs: serde_json::Value,
 }
 

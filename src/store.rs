@@ -12,12 +12,13 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::plan::key::Key;
 use serde::{Deserialize, Serialize};
 
 /// What `meta.json` records about an entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EntryMeta {
-    pub key: String,
+    pub key: Key,
     pub kind: String,
     /// The stage that first wrote the entry (informational: names are not in the key).
     pub stage: String,
@@ -193,9 +194,9 @@ impl Store {
     }
 
     /// The keys of the entries in the cache.
-    pub fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = fs::read_dir(self.root.join("cache"))
-            .map(|dir| dir.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+    pub fn keys(&self) -> Vec<Key> {
+        let mut keys: Vec<Key> = fs::read_dir(self.root.join("cache"))
+            .map(|dir| dir.filter_map(|e| e.ok()).map(|e| Key::new(e.file_name().to_string_lossy())).collect())
             .unwrap_or_default();
         keys.sort();
         keys
@@ -372,7 +373,7 @@ mod tests {
 
     fn meta(key: &str) -> EntryMeta {
         EntryMeta {
-            key: key.into(),
+            key: Key::new(key),
             kind: "k".into(),
             stage: "s".into(),
             key_inputs: serde_json::json!({}),
@@ -417,7 +418,7 @@ mod tests {
         fs::write(tmp.join("out/a.txt"), "hello").unwrap();
         assert!(store.meta("abc").is_none());
         store.commit(&tmp, &meta("abc")).unwrap();
-        assert_eq!(store.meta("abc").unwrap().key, "abc");
+        assert_eq!(store.meta("abc").unwrap().key, Key::new("abc"));
         assert!(!tmp.exists());
         assert_eq!(fs::read_to_string(store.entry_dir("abc").join("out/a.txt")).unwrap(), "hello");
     }

@@ -31,7 +31,7 @@ pub fn diff(a: &Manifest, b: &Manifest) -> String {
         let short = |s: &Option<StageRecord>| match s {
             None => "(absent)".to_string(),
             Some(StageRecord { key: None, status, .. }) => format!("({})", status.word()),
-            Some(StageRecord { key: Some(k), .. }) => k[..12].to_string(),
+            Some(StageRecord { key: Some(k), .. }) => k.short().to_string(),
         };
         let (ka, kb) = (sa.as_ref().and_then(|s| s.key.clone()), sb.as_ref().and_then(|s| s.key.clone()));
         if ka.is_some() && ka == kb {

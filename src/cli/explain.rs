@@ -13,10 +13,10 @@ pub fn explain(plan: &Plan, statuses: &[Status]) -> String {
     let mut out = String::new();
     for (stage, status) in plan.stages.iter().zip(statuses) {
         let (word, key, inputs) = match status {
-            Status::Cached { key, meta } => ("cached", key.clone(), &meta.key_inputs),
+            Status::Cached { key, meta } => ("cached", key.to_string(), &meta.key_inputs),
             Status::WillRun { key, key_inputs, reason, .. } => {
                 let key = match key {
-                    Some(key) => key.clone(),
+                    Some(key) => key.to_string(),
                     None => "(known once its inputs are computed)".into(),
                 };
                 (if *reason == Reason::Forced { "will run (forced)" } else { "will run" }, key, key_inputs)
@@ -76,16 +76,16 @@ pub fn explain(plan: &Plan, statuses: &[Status]) -> String {
                 Some(p) if changes.is_empty() && key.is_some() => out.push_str(&format!(
                     "  the same key as its entry of run {} (key {}): it runs because it is forced\n",
                     p.run,
-                    &p.key[..12]
+                    p.key.short()
                 )),
                 Some(p) if changes.is_empty() => out.push_str(&format!(
                     "  no known key field differs from its entry of run {} (key {}); its inputs will be computed \
                      anew\n",
                     p.run,
-                    &p.key[..12]
+                    p.key.short()
                 )),
                 Some(p) => {
-                    out.push_str(&format!("  differs from its entry of run {} (key {}):\n", p.run, &p.key[..12]));
+                    out.push_str(&format!("  differs from its entry of run {} (key {}):\n", p.run, p.key.short()));
                     for change in changes {
                         out.push_str(&format!("    {change}\n"));
                     }

@@ -13,7 +13,7 @@ pub(super) fn gc(args: GcArgs) -> Result<(), Failure> {
     let mut out = format!("{verb} {} entries, {}\n", report.removed.len(), human(freed));
     let mut table = TextTable::new(&["key", "kind", "stage", "size"]);
     for r in &report.removed {
-        table.row(vec![r.key[..12].to_string(), r.kind.clone(), r.stage.clone(), human(r.bytes)]);
+        table.row(vec![r.key.short().to_string(), r.kind.clone(), r.stage.clone(), human(r.bytes)]);
     }
     if !report.removed.is_empty() {
         out.push_str(&table.render().lines().map(|l| format!("  {l}\n")).collect::<String>());

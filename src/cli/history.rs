@@ -86,7 +86,7 @@ pub(super) fn show_run(store: &Store, wanted: &str) -> Result<String, Failure> {
             s.kind.clone(),
             status_word(s).into(),
             format!("{:.1}s", s.duration_s),
-            s.key.clone().map(|k| k[..12].to_string()).unwrap_or_default(),
+            s.key.as_ref().map(|k| k.short().to_string()).unwrap_or_default(),
             s.error.clone().or_else(|| s.summary.clone()).unwrap_or_default(),
         ]);
     }

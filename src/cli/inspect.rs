@@ -37,7 +37,7 @@ fn cached_stage<'p>(
     let Status::Cached { key, meta } = &statuses[index] else {
         return Err(super::not_cached(plan, name, &statuses[index]));
     };
-    Ok((index, key.as_str(), meta))
+    Ok((index, &key[..], meta))
 }
 
 /// `--row N` of a token table (`tokenize`'s or `pack`'s): the row decoded token by

@@ -364,7 +364,7 @@ fn plan(args: PlanArgs, registry: &Registry) -> Result<(), Failure> {
     let mut table = TextTable::new(&["stage", "kind", "status", "why"]);
     for (stage, status) in plan.stages.iter().zip(exec::status(&plan, &store, &[])) {
         let (word, why) = match status {
-            Status::Cached { key, .. } => ("cached", format!("key {}", &key[..12])),
+            Status::Cached { key, .. } => ("cached", format!("key {}", key.short())),
             Status::WillRun { reason, .. } => ("will run", reason.to_string()),
         };
         table.row(vec![stage.name.clone(), stage.kind.kind().into(), word.into(), why]);

@@ -68,7 +68,9 @@ fn run_tables(plan: &Plan, run: &Manifest) -> Vec<(String, String, String)> {
             outputs.sort_by_key(|name| declared(name).unwrap_or(usize::MAX));
         }
         let several = stage.outputs.len() > 1;
-        out.extend(stage_tables(&stage.name, &outputs, several).into_iter().map(|(n, o)| (n, key.clone(), o.into())));
+        out.extend(
+            stage_tables(&stage.name, &outputs, several).into_iter().map(|(n, o)| (n, key.to_string(), o.into())),
+        );
     }
     out
 }

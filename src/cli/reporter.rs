@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kiln_stages::Progress;
 
 use crate::exec::Reporter;
+use crate::plan::key::Key;
 use crate::runs::{StageRecord, StageStatus};
 
 pub struct Terminal {
@@ -55,10 +56,10 @@ impl Reporter for Terminal {
         eprintln!("{stage}: another run is computing this entry; waiting for it");
     }
 
-    fn damaged(&self, stage: &str, key: &str, why: &str, moved_to: &std::path::Path) {
+    fn damaged(&self, stage: &str, key: &Key, why: &str, moved_to: &std::path::Path) {
         eprintln!(
             "{stage}: cache entry {} is damaged ({why}); moved to {} and computed again",
-            &key[..12.min(key.len())],
+            key.short(),
             moved_to.display()
         );
     }

@@ -12,13 +12,14 @@ use kiln_stages::stage::Artifact;
 use kiln_stages::table::TableReader;
 
 use super::{Reporter, cached_record, skipped};
+use crate::plan::key::Key;
 use crate::plan::{Plan, PlannedStage};
 use crate::runs::{self, StageRecord, StageStatus};
 use crate::store::{EntryMeta, OutputMeta, Store, describe_output};
 
 /// What to compute: the stage's key, the inputs of the key, and whether it was forced.
 pub(super) struct Job<'a> {
-    pub key: &'a str,
+    pub key: &'a Key,
     pub inputs: serde_json::Value,
     pub forced: bool,
     /// Hash the inputs' files against their recorded digests first.
@@ -38,7 +39,7 @@ pub(super) fn compute(
     let Job { key, inputs, forced, verify_inputs } = job;
     let started = Instant::now();
     let mut record = skipped(stage);
-    record.key = Some(key.into());
+    record.key = Some(key.clone());
     record.key_inputs = Some(inputs.clone());
     let fail = |mut record: StageRecord, message: String| {
         record.status = StageStatus::Failed;
@@ -77,7 +78,7 @@ pub(super) fn compute(
                 let message = format!(
                     "input `{}` (the entry of `{upstream}`, {}) is damaged: {why}; it was {moved}, and the next run computes it again",
                     input.name,
-                    &meta.key[..12]
+                    meta.key.short()
                 );
                 return Err(fail(record, message));
             }
@@ -97,7 +98,7 @@ pub(super) fn compute(
     };
     let duration = started.elapsed().as_secs_f64();
     let meta = EntryMeta {
-        key: key.into(),
+        key: key.clone(),
         kind: stage.kind.kind().into(),
         stage: stage.name.clone(),
         key_inputs: inputs,

@@ -15,7 +15,7 @@ use kiln_stages::context::Progress;
 use compute::{Job, compute};
 use verify::verify;
 
-use crate::plan::key::{Change, differences, key_inputs, key_of};
+use crate::plan::key::{Change, Key, differences, key_inputs, key_of};
 use crate::plan::{Plan, PlannedStage};
 use crate::runs::{self, Manifest, PipelineRecord, Previous, RunStatus, Selection, StageRecord, StageStatus};
 use crate::store::{EntryMeta, Store};
@@ -24,12 +24,12 @@ use crate::store::{EntryMeta, Store};
 #[derive(Debug, Clone)]
 pub enum Status {
     Cached {
-        key: String,
+        key: Key,
         meta: Box<EntryMeta>,
     },
     WillRun {
         /// Unknown while an upstream stage will run.
-        key: Option<String>,
+        key: Option<Key>,
         /// The key inputs as far as they are known (without the digests of inputs that
         /// will be computed).
         key_inputs: serde_json::Value,
@@ -90,7 +90,7 @@ pub trait Reporter: Sync {
     /// Another run holds the stage's key; this one waits.
     fn waiting(&self, stage: &str);
     /// A cached entry did not match its record; it was moved aside to be recomputed.
-    fn damaged(&self, stage: &str, key: &str, why: &str, moved_to: &std::path::Path);
+    fn damaged(&self, stage: &str, key: &Key, why: &str, moved_to: &std::path::Path);
 }
 
 pub struct Quiet;
@@ -101,7 +101,7 @@ impl Reporter for Quiet {
     }
     fn finished(&self, _: &StageRecord) {}
     fn waiting(&self, _: &str) {}
-    fn damaged(&self, _: &str, _: &str, _: &str, _: &std::path::Path) {}
+    fn damaged(&self, _: &str, _: &Key, _: &str, _: &std::path::Path) {}
 }
 
 /// The digests of a stage's inputs, from its upstream entries' metadata.
@@ -472,12 +472,12 @@ fn skipped(stage: &PlannedStage) -> StageRecord {
     }
 }
 
-fn cached_record(stage: &PlannedStage, key: &str, meta: &EntryMeta) -> StageRecord {
+fn cached_record(stage: &PlannedStage, key: &Key, meta: &EntryMeta) -> StageRecord {
     StageRecord {
         name: stage.name.clone(),
         kind: stage.kind.kind().into(),
         status: StageStatus::Cached,
-        key: Some(key.into()),
+        key: Some(key.clone()),
         key_inputs: Some(meta.key_inputs.clone()),
         duration_s: 0.0,
         outputs: meta.outputs.clone(),

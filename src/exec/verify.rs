@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::compute::produce;
 use super::{Reporter, cached_record};
+use crate::plan::key::Key;
 use crate::plan::{Plan, PlannedStage};
 use crate::runs::{StageRecord, StageStatus, Verified};
 use crate::store::{EntryMeta, Store};
@@ -16,7 +17,7 @@ pub(super) fn verify(
     plan: &Plan,
     store: &Store,
     stage: &PlannedStage,
-    key: &str,
+    key: &Key,
     meta: &EntryMeta,
     metas: &[Option<EntryMeta>],
     reporter: &dyn Reporter,

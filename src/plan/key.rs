@@ -42,9 +42,40 @@ pub fn key_inputs(
 }
 
 /// The key: 32 hex digits of blake3 over the canonical JSON of the key inputs.
-pub fn key_of(key_inputs: &Value) -> String {
+pub fn key_of(key_inputs: &Value) -> Key {
     let hash = blake3::hash(canonical(key_inputs).as_bytes());
-    hash.to_hex()[..32].to_string()
+    Key(hash.to_hex()[..32].to_string())
+}
+
+/// A cache key: 32 hex digits of the blake3 hash of a stage's canonical key inputs (a
+/// string in manifests and folder names); messages show its first 12.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Key(String);
+
+impl Key {
+    /// A key read back from the store (a folder name).
+    pub fn new(text: impl Into<String>) -> Key {
+        Key(text.into())
+    }
+
+    /// The first 12 digits, as tables and messages show a key.
+    pub fn short(&self) -> &str {
+        &self.0[..12.min(self.0.len())]
+    }
+}
+
+impl std::ops::Deref for Key {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// JSON with object keys sorted at every level and no insignificant whitespace.
