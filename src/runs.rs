@@ -119,6 +119,31 @@ pub enum StageStatus {
     Skipped,
 }
 
+/// What became of a stage in a run ([`StageRecord::outcome`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ran,
+    Cached,
+    Failed,
+    Skipped,
+    Reproduced,
+    Differs,
+}
+
+impl Outcome {
+    /// The word tables show.
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Ran => "ran",
+            Outcome::Cached => "cached",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+            Outcome::Reproduced => "reproduced",
+            Outcome::Differs => "DIFFERS",
+        }
+    }
+}
+
 impl StageStatus {
     pub fn word(self) -> &'static str {
         match self {
@@ -149,6 +174,19 @@ pub fn manifest_path(runs_dir: &Path, id: &str) -> PathBuf {
 }
 
 impl StageRecord {
+    /// What became of the stage in its run: its status, or for a cached stage
+    /// recomputed by `rerun --verify`, whether it reproduced the cache.
+    pub fn outcome(&self) -> Outcome {
+        match (&self.verified, self.status) {
+            (_, StageStatus::Failed) => Outcome::Failed,
+            (Some(v), _) if v.reproducible => Outcome::Reproduced,
+            (Some(_), _) => Outcome::Differs,
+            (None, StageStatus::Ran) => Outcome::Ran,
+            (None, StageStatus::Cached) => Outcome::Cached,
+            (None, StageStatus::Skipped) => Outcome::Skipped,
+        }
+    }
+
     /// Whether the stage computed something in this run (ran, failed, or was recomputed
     /// to verify the cache): its time is worth showing and the manifest worth saving.
     pub fn took_time(&self) -> bool {

@@ -1,7 +1,6 @@
 //! `kiln runs` and `kiln show`: the recorded runs, and finding one by id, prefix or `last`.
 
 use super::Failure;
-use super::run::status_word;
 use super::text_table::TextTable;
 use crate::runs::{self, Manifest, RunStatus, StageStatus};
 use crate::store::Store;
@@ -84,7 +83,7 @@ pub(super) fn show_run(store: &Store, wanted: &str) -> Result<String, Failure> {
         table.row(vec![
             s.name.clone(),
             s.kind.clone(),
-            status_word(s).into(),
+            s.outcome().word().into(),
             format!("{:.1}s", s.duration_s),
             s.key.as_ref().map(|k| k.short().to_string()).unwrap_or_default(),
             s.error.clone().or_else(|| s.summary.clone()).unwrap_or_default(),

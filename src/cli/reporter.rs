@@ -10,7 +10,7 @@ use kiln_stages::Progress;
 
 use crate::exec::Reporter;
 use crate::plan::key::Key;
-use crate::runs::{StageRecord, StageStatus};
+use crate::runs::{Outcome, StageRecord};
 
 pub struct Terminal {
     tty: bool,
@@ -41,15 +41,14 @@ impl Reporter for Terminal {
     }
 
     fn finished(&self, record: &StageRecord) {
-        let mark = match (&record.verified, record.status) {
-            (_, StageStatus::Failed) => "✗",
-            (Some(v), _) if !v.reproducible => "✗",
-            (Some(_), _) | (None, StageStatus::Ran) => "✓",
-            (None, StageStatus::Cached) => "·",
-            (None, StageStatus::Skipped) => "-",
+        let mark = match record.outcome() {
+            Outcome::Failed | Outcome::Differs => "✗",
+            Outcome::Ran | Outcome::Reproduced => "✓",
+            Outcome::Cached => "·",
+            Outcome::Skipped => "-",
         };
         let time = if record.took_time() { format!(" in {:.1}s", record.duration_s) } else { String::new() };
-        eprintln!("{mark} {} {}{time}", record.name, super::run::status_word(record));
+        eprintln!("{mark} {} {}{time}", record.name, record.outcome().word());
     }
 
     fn waiting(&self, stage: &str) {

@@ -126,7 +126,7 @@ fn run_summary(manifest: &Manifest, seconds: f64) -> String {
             (Some(v), _) if !v.reproducible => format!("other bytes in {}", v.differing.join(", ")),
             _ => s.summary.clone().unwrap_or_default(),
         };
-        table.row(vec![s.name.clone(), s.kind.clone(), status_word(s).into(), time, result]);
+        table.row(vec![s.name.clone(), s.kind.clone(), s.outcome().word().into(), time, result]);
     }
     let count = |f: &dyn Fn(&runs::StageRecord) -> bool| manifest.stages.iter().filter(|s| f(s)).count();
     let ran = count(&|s| s.status == StageStatus::Ran);
@@ -144,14 +144,4 @@ fn run_summary(manifest: &Manifest, seconds: f64) -> String {
         manifest.id,
         manifest.stages.len()
     )
-}
-
-/// A stage's status in a run, with the outcome of `--verify` where there is one.
-pub(super) fn status_word(record: &runs::StageRecord) -> &'static str {
-    match (&record.verified, record.status) {
-        (_, StageStatus::Failed) => "failed",
-        (Some(v), _) if v.reproducible => "reproduced",
-        (Some(_), _) => "DIFFERS",
-        (None, status) => status.word(),
-    }
 }
