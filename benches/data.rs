@@ -26,7 +26,7 @@ use kiln_stages::dedup::{Params, find_duplicates};
 use kiln_stages::pack::{Algorithm, Sequence, assemble_all, lower_bound, pack_lengths};
 use kiln_stages::template::{Message, Template};
 use kiln_stages::tokenize::Tokenize;
-use kiln_stages::{testing, tokenizer_train};
+use kiln_stages::{testing, tokenizer_file, tokenizer_train};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -236,7 +236,7 @@ fn bench_tokenize() {
     let params = tokenizer_train::Params { vocab_size: 2048, ..Default::default() };
     let tokenizer = tokenizer_train::train(&params, &texts[..5000]).expect("trained");
     std::fs::create_dir_all(dir.path().join("tok")).expect("dir");
-    tokenizer_train::save(&tokenizer, &dir.path().join("tok")).expect("saved");
+    tokenizer_file::save(&tokenizer, &dir.path().join("tok")).expect("saved");
     let input = testing::chats(&dir.path().join("chats"), &chats);
 
     let start = Instant::now();

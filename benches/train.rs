@@ -22,7 +22,7 @@ use std::process::Command;
 use kiln_stages::pack::{Sequence, assemble};
 use kiln_stages::schema::standard;
 use kiln_stages::train::Train;
-use kiln_stages::{testing, tokenizer_train};
+use kiln_stages::{testing, tokenizer_file, tokenizer_train};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -81,7 +81,7 @@ fn main() {
     let tokenizer =
         tokenizer_train::train(&tokenizer_train::Params { vocab_size: 512, ..Default::default() }, &texts).unwrap();
     std::fs::create_dir_all(dir.path().join("tok")).unwrap();
-    tokenizer_train::save(&tokenizer, &dir.path().join("tok")).unwrap();
+    tokenizer_file::save(&tokenizer, &dir.path().join("tok")).unwrap();
     let vocab = tokenizer.get_vocab_size(true);
     let (sequences, packed) = rows(vocab, steps * batch_rows, seq_len);
     let columns = assemble(&sequences, &packed, seq_len, 0);

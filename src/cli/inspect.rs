@@ -68,7 +68,7 @@ pub fn show_row(plan: &Plan, store: &Store, target: &str, row: usize, marking: M
             .map_or("tokenizer", |o| o.name),
     );
     let tokenizer =
-        kiln_stages::tokenizer_train::load(&tokenizer_dir).map_err(|e| Failure::failed(format!("error: {e}")))?;
+        kiln_stages::tokenizer_file::load(&tokenizer_dir).map_err(|e| Failure::failed(format!("error: {e}")))?;
     let reader =
         TableReader::open(&store.entry_dir(key).join(decl.name)).map_err(|e| Failure::failed(format!("error: {e}")))?;
     let failed = |e: kiln_stages::StageError| Failure::failed(format!("error: {e}"));

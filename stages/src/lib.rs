@@ -20,6 +20,8 @@ pub mod table;
 pub mod template;
 pub mod testing;
 pub mod text;
+pub mod text_rows;
+pub mod tokenizer_file;
 
 pub mod chat_format;
 pub mod code_generate;

@@ -14,6 +14,10 @@ use serde::Deserialize;
 
 use crate::error::StageError;
 
+/// The label of a position that is not trained, in the `labels` of token tables (the
+/// Hugging Face and PyTorch convention).
+pub const IGNORE: i32 = -100;
+
 /// A named table schema with a description of each column.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableSchema {

@@ -299,3 +299,8 @@ impl<S: Stage> ConfiguredStage for Configured<S> {
         S::run(&self.params, ctx)
     }
 }
+
+/// A share as a percentage with one decimal, the same way everywhere it is printed.
+pub fn percent(share: f64) -> String {
+    format!("{:.1}%", 100.0 * share)
+}

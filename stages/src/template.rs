@@ -8,6 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The system message of math conversations by default, in `chat.format` and in the
+/// prompts of `eval.math` (the Math-Qwen recipe's "reason step by step").
+pub const MATH_SYSTEM: &str = "Please reason step by step.";
+
 pub const IM_START: &str = "<|im_start|>";
 pub const IM_END: &str = "<|im_end|>";
 pub const END_OF_TEXT: &str = "<|endoftext|>";

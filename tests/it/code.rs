@@ -63,11 +63,11 @@ fn humaneval_canonical_solutions_all_pass_and_empty_completions_all_fail() {
 /// A tiny random Qwen2 checkpoint and a tokenizer trained on `texts`, as a Hugging Face
 /// folder would hold them.
 fn tiny_hf_model(dir: &std::path::Path, texts: &[String]) {
-    use kiln_stages::{model, tokenizer_train};
+    use kiln_stages::{model, tokenizer_file, tokenizer_train};
     std::fs::create_dir_all(dir).unwrap();
     let params = tokenizer_train::Params { vocab_size: 300, ..Default::default() };
     let tokenizer = tokenizer_train::train(&params, texts).unwrap();
-    tokenizer_train::save(&tokenizer, dir).unwrap();
+    tokenizer_file::save(&tokenizer, dir).unwrap();
     let config: model::config::Qwen2Config = serde_json::from_value(serde_json::json!({
         "vocab_size": tokenizer.get_vocab_size(true), "hidden_size": 32, "intermediate_size": 64,
         "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,

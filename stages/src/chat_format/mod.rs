@@ -34,7 +34,7 @@ impl Default for Params {
     fn default() -> Self {
         Params {
             template: Template::Chatml,
-            system: "Please reason step by step.".into(),
+            system: crate::template::MATH_SYSTEM.into(),
             user: "question".into(),
             assistant: "solution".into(),
         }

@@ -22,11 +22,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::context::StageContext;
-use crate::dedup::{check_text_columns, ids_and_texts, write_kept};
 use crate::error::{Result, StageError};
 use crate::schema::standard;
 use crate::stage::{Accepts, Artifact, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
 use crate::text;
+use crate::text_rows::{check_text_columns, ids_and_texts, write_kept};
 
 pub struct Decontaminate;
 

@@ -331,13 +331,13 @@ impl Stage for EvalCode {
             .metric("samples_per_problem", n)
             .metric("pass@1", pass_at_1);
         // pass@k only where it is defined: k <= n.
-        let mut reported = vec![format!("pass@1 {}", crate::eval_math::percent(pass_at_1))];
+        let mut reported = vec![format!("pass@1 {}", crate::stage::percent(pass_at_1))];
         for &k in params.k.iter().filter(|&&k| k > 1 && k <= n) {
             let value = mean_pass_at(k, &everyone);
             report = report.metric(&format!("pass@{k}"), value);
-            reported.push(format!("pass@{k} {}", crate::eval_math::percent(value)));
+            reported.push(format!("pass@{k} {}", crate::stage::percent(value)));
         }
-        let percent = crate::eval_math::percent;
+        let percent = crate::stage::percent;
         let families_line: Vec<String> = per_family.iter().map(|(f, a)| format!("{f} {}", percent(*a))).collect();
         let scored = match params.outputs {
             Outputs::Model => "",

@@ -25,7 +25,7 @@ use crate::math::format::Format;
 use crate::model::generate::Decoding;
 use crate::model::texts;
 use crate::schema::standard;
-use crate::stage::{Accepts, Artifact, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
+use crate::stage::{Accepts, Artifact, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport, percent};
 use crate::table::Columns;
 use crate::template::{Message, Template};
 
@@ -68,7 +68,7 @@ impl Default for Params {
             format: Format::Gsm8k,
             outputs: Outputs::Model,
             template: Template::Chatml,
-            system: crate::chat_format::Params::default().system,
+            system: crate::template::MATH_SYSTEM.into(),
             question: "question".into(),
             answer: "answer".into(),
             max_new_tokens: 256,
@@ -270,11 +270,6 @@ impl Stage for EvalMath {
     }
 }
 
-/// A share as a percentage with one decimal, the same way everywhere it is printed.
-pub fn percent(share: f64) -> String {
-    format!("{:.1}%", 100.0 * share)
-}
-
 /// Accuracy per group (family or level), the groups in order.
 fn accuracy_by<'a>(groups: impl Iterator<Item = &'a str>, correct: &[bool]) -> BTreeMap<&'a str, f64> {
     let mut counts: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
@@ -336,6 +331,6 @@ mod tests {
 
     #[test]
     fn prompts_default_to_the_chat_format_system_message() {
-        assert_eq!(Params::default().system, crate::chat_format::Params::default().system);
+        assert_eq!(Params::default().system, crate::template::MATH_SYSTEM);
     }
 }

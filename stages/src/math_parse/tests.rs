@@ -15,7 +15,7 @@ fn records_table(dir: &std::path::Path, columns: &[&str], rows: &[Vec<String>]) 
 /// The records of a fixture file in one of the formats, read as `source.json` reads it.
 fn fixture(name: &str, format: Format) -> Vec<Vec<String>> {
     let text = std::fs::read_to_string(format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    crate::source_json::values(&text)
+    crate::records::values(&text)
         .unwrap()
         .into_iter()
         .map(|v| {

@@ -9,7 +9,7 @@ use super::generate::{self, Decoding};
 use crate::context::StageContext;
 use crate::error::{Result, StageError};
 use crate::template::Template;
-use crate::tokenizer_train::{self, tok_err};
+use crate::tokenizer_file::{self, tok_err};
 
 /// One continuation.
 pub struct Generated {
@@ -34,7 +34,7 @@ pub fn generate_texts(
     seeds: &[u64],
 ) -> Result<Vec<Generated>> {
     let model = checkpoint::load(ctx.files("model")?)?;
-    let tokenizer = tokenizer_train::load(ctx.files("tokenizer")?)?;
+    let tokenizer = tokenizer_file::load(ctx.files("tokenizer")?)?;
     let stop_token = template.end_of_turn();
     let stop = tokenizer
         .token_to_id(stop_token)

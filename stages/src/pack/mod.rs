@@ -32,8 +32,7 @@ use crate::table::Columns;
 
 pub struct Pack;
 
-/// Label value ignored by the loss (Hugging Face and PyTorch convention).
-pub const IGNORE: i32 = -100;
+use crate::schema::IGNORE;
 
 /// What to do with a sequence longer than `seq_len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

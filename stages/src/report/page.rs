@@ -100,7 +100,7 @@ fn training(curves: &[Curve]) -> Result<String, String> {
 }
 
 fn percent_cell((correct, total): (usize, usize)) -> String {
-    format!("{} ({correct}/{total})", crate::eval_math::percent(correct as f64 / total.max(1) as f64))
+    format!("{} ({correct}/{total})", crate::stage::percent(correct as f64 / total.max(1) as f64))
 }
 
 /// Every evaluation side by side (one row each, one bar each), then accuracy per family

@@ -13,81 +13,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, StringArray};
-use serde_json::Value;
 
 use crate::context::StageContext;
 use crate::error::{Result, StageError};
-use crate::records::{Skipped, SourceParams, files_under, mapped_fields};
+use crate::records::{Skipped, SourceParams, files_under, mapped_fields, values};
 use crate::stage::{ExternalFile, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
 
 pub struct SourceJson;
 
 pub type Params = SourceParams;
-
-/// One JSON value of a file, and the line it starts on (from 1).
-#[derive(Debug)]
-pub struct Located {
-    pub value: Value,
-    pub line: usize,
-}
-
-/// The values of a JSON text: the elements of a top-level array, or every value of a
-/// sequence of values separated by whitespace. `Err` names the line and column of the
-/// first text that is not JSON.
-pub fn values(text: &str) -> std::result::Result<Vec<Located>, String> {
-    // Lines are counted as the reading goes forward, never from the start again.
-    let mut counted = (0usize, 1usize);
-    let mut line_of = |offset: usize| {
-        let (from, line) = counted;
-        let line = line + text[from..offset].bytes().filter(|&b| b == b'\n').count();
-        counted = (offset, line);
-        line
-    };
-    let skip_space = |at: usize| at + text[at..].len() - text[at..].trim_start().len();
-    let mut out = Vec::new();
-    let mut at = skip_space(0);
-    let array = text[at..].starts_with('[');
-    if array {
-        at = skip_space(at + 1);
-        if text[at..].starts_with(']') {
-            return Ok(out);
-        }
-    }
-    while at < text.len() {
-        let mut stream = serde_json::Deserializer::from_str(&text[at..]).into_iter::<Value>();
-        let line = line_of(at);
-        match stream.next() {
-            Some(Ok(value)) => out.push(Located { value, line }),
-            Some(Err(e)) => {
-                let column = if e.line() == 1 { at - line_start(text, at) + e.column() } else { e.column() };
-                return Err(format!("line {}, column {column}: not JSON: {e}", line + e.line() - 1));
-            }
-            None => break,
-        }
-        at = skip_space(at + stream.byte_offset());
-        if array {
-            match text[at..].chars().next() {
-                Some(',') => at = skip_space(at + 1),
-                Some(']') => {
-                    at = skip_space(at + 1);
-                    if at < text.len() {
-                        return Err(format!("line {}: text after the closing `]`", line_of(at)));
-                    }
-                    return Ok(out);
-                }
-                _ => return Err(format!("line {}: expected `,` or `]` after an array element", line_of(at))),
-            }
-        }
-    }
-    if array {
-        return Err(format!("line {}: the array is not closed with `]`", line_of(text.len())));
-    }
-    Ok(out)
-}
-
-fn line_start(text: &str, offset: usize) -> usize {
-    text[..offset].rfind('\n').map_or(0, |i| i + 1)
-}
 
 impl Stage for SourceJson {
     type Params = Params;
@@ -178,6 +112,7 @@ fn read_text(path: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::Located;
 
     fn lines(values: &[Located]) -> Vec<usize> {
         values.iter().map(|v| v.line).collect()

@@ -20,7 +20,7 @@ use crate::schema::standard;
 use crate::stage::{Accepts, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
 use crate::table::{Columns, build};
 use crate::template::Template;
-use crate::tokenizer_train::{self, tok_err};
+use crate::tokenizer_file::{self, tok_err};
 
 pub struct Tokenize;
 
@@ -121,7 +121,7 @@ impl Stage for Tokenize {
     }
 
     fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
-        let tokenizer = tokenizer_train::load(ctx.files("tokenizer")?)?;
+        let tokenizer = tokenizer_file::load(ctx.files("tokenizer")?)?;
         let input = ctx.table("data")?;
         let origin = ctx.input("data")?.origin.clone();
         ctx.progress().start(input.num_rows()? as u64, "rows");
@@ -224,6 +224,7 @@ mod tests {
     use super::*;
     use crate::template::{Message, Template};
     use crate::testing;
+    use crate::tokenizer_train;
 
     /// Writes conversations as chat.format would, and a tokenizer trained on them.
     fn inputs(dir: &std::path::Path, conversations: &[Vec<Message>]) -> Vec<(&'static str, crate::context::Slot)> {
@@ -234,7 +235,7 @@ mod tests {
         )
         .unwrap();
         std::fs::create_dir_all(dir.join("tok")).unwrap();
-        tokenizer_train::save(&tokenizer, &dir.join("tok")).unwrap();
+        tokenizer_file::save(&tokenizer, &dir.join("tok")).unwrap();
         let chats = testing::chats(&dir.join("chats"), conversations);
         vec![("data", chats), ("tokenizer", testing::files(&dir.join("tok"), "tokenizer"))]
     }
@@ -253,7 +254,7 @@ mod tests {
     }
 
     fn decode(dir: &std::path::Path, ids: &[i32]) -> String {
-        let tok = tokenizer_train::load(&dir.join("tok")).unwrap();
+        let tok = tokenizer_file::load(&dir.join("tok")).unwrap();
         tok.decode(&ids.iter().map(|&i| i as u32).collect::<Vec<_>>(), false).unwrap()
     }
 
@@ -277,7 +278,7 @@ mod tests {
         assert!(text.starts_with("<|im_start|>"));
         assert!(decode(dir.path(), &ids[0]).contains("<|im_start|>assistant\nSürely 7 ✓<|im_end|>\n"));
         // Each digit is its own token.
-        let tok = tokenizer_train::load(&dir.path().join("tok")).unwrap();
+        let tok = tokenizer_file::load(&dir.path().join("tok")).unwrap();
         for &id in &ids[0] {
             let piece = tok.id_to_token(id as u32).unwrap();
             assert!(piece.chars().filter(char::is_ascii_digit).count() <= 1, "{piece}");

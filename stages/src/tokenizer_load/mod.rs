@@ -14,7 +14,7 @@ use crate::context::StageContext;
 use crate::error::{Result, StageError};
 use crate::stage::{ExternalFile, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
 use crate::template::Template;
-use crate::tokenizer_train::TOKENIZER_FILE;
+use crate::tokenizer_file::TOKENIZER_FILE;
 
 pub struct TokenizerLoad;
 

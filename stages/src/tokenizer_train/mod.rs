@@ -5,8 +5,6 @@
 //! Byte-level means every byte has a token, so no text is ever unknown. The artifact is
 //! a `tokenizer.json` any Hugging Face tokenizer library loads.
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::TrainerWrapper;
@@ -21,11 +19,9 @@ use crate::error::{Result, StageError};
 use crate::stage::{Accepts, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
 use crate::table::Columns;
 use crate::template::Template;
+use crate::tokenizer_file::{save, tok_err};
 
 pub struct TokenizerTrain;
-
-/// The file name of a tokenizer artifact.
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
 /// The largest vocabulary `tokenizer.train` builds: training one allocates per token
 /// pair, and a billion would take gigabytes before failing.
@@ -165,22 +161,6 @@ fn between<'a>(text: &'a str, tokens: &[&str]) -> Vec<&'a str> {
     }
     pieces.push(rest);
     pieces
-}
-
-pub fn save(tokenizer: &Tokenizer, dir: &Path) -> Result<()> {
-    let path = dir.join(TOKENIZER_FILE);
-    let json = tokenizer.to_string(false).map_err(tok_err)?;
-    std::fs::write(&path, json).map_err(|e| StageError::io(&path, e))
-}
-
-/// Loads a tokenizer artifact.
-pub fn load(dir: &Path) -> Result<Tokenizer> {
-    let path = dir.join(TOKENIZER_FILE);
-    Tokenizer::from_file(&path).map_err(|e| StageError::Tokenizer(format!("{}: {e}", path.display())))
-}
-
-pub(crate) fn tok_err(e: tokenizers::Error) -> StageError {
-    StageError::Tokenizer(e.to_string())
 }
 
 #[cfg(test)]

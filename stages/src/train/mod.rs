@@ -33,12 +33,12 @@ pub use schedule::{Decay, Schedule, Warmup};
 use crate::context::StageContext;
 use crate::error::{Result, StageError};
 use crate::model::{Model, Qwen2Config, Tokens, checkpoint, index_tensor};
-use crate::pack::IGNORE;
+use crate::schema::IGNORE;
 use crate::schema::standard;
 use crate::stage::{Accepts, ExternalFile, InputArtifacts, InputDecl, OutputDecl, Stage, StageReport};
 use crate::table::{Columns, list_i32};
 use crate::template::{END_OF_TEXT, IM_END};
-use crate::tokenizer_train::{self, TOKENIZER_FILE};
+use crate::tokenizer_file::{self, TOKENIZER_FILE};
 use state::{LoopState, OPTIMIZER_FILE};
 
 pub struct Train;
@@ -339,7 +339,7 @@ impl Stage for Train {
     fn run(params: &Params, ctx: &mut StageContext) -> Result<StageReport> {
         let (device, dtype) = params.device.resolve()?;
         let tokenizer_dir = ctx.files("tokenizer")?.to_path_buf();
-        let tokenizer = tokenizer_train::load(&tokenizer_dir)?;
+        let tokenizer = tokenizer_file::load(&tokenizer_dir)?;
         let rows = read_rows(ctx)?;
         let seq_len = rows.first().map_or(0, |r| r.ids.len());
         if rows.is_empty() {
@@ -728,6 +728,7 @@ mod tests {
     use crate::context::Slot;
     use crate::pack::{Sequence, assemble};
     use crate::testing;
+    use crate::tokenizer_train;
 
     const SEQ_LEN: usize = 64;
 
@@ -739,7 +740,7 @@ mod tests {
         let tokenizer =
             tokenizer_train::train(&tokenizer_train::Params { vocab_size: 300, ..Default::default() }, &texts).unwrap();
         std::fs::create_dir_all(dir.join("tok")).unwrap();
-        tokenizer_train::save(&tokenizer, &dir.join("tok")).unwrap();
+        tokenizer_file::save(&tokenizer, &dir.join("tok")).unwrap();
         let sequences: Vec<Sequence> = texts
             .iter()
             .enumerate()
@@ -843,7 +844,7 @@ mod tests {
     fn init_from_a_hugging_face_folder() {
         let dir = tempfile::tempdir().unwrap();
         let inputs = inputs(dir.path());
-        let vocab = tokenizer_train::load(&dir.path().join("tok")).unwrap().get_vocab_size(true);
+        let vocab = tokenizer_file::load(&dir.path().join("tok")).unwrap().get_vocab_size(true);
         let hf = dir.path().join("hf");
         std::fs::create_dir_all(&hf).unwrap();
         let mut config = Params::default().config(vocab + 5, None, None);
@@ -896,7 +897,7 @@ mod tests {
     fn the_embedding_can_be_padded_beyond_the_vocabulary() {
         let dir = tempfile::tempdir().unwrap();
         let padded_inputs = inputs(dir.path());
-        let vocab = tokenizer_train::load(&dir.path().join("tok")).unwrap().get_vocab_size(true);
+        let vocab = tokenizer_file::load(&dir.path().join("tok")).unwrap().get_vocab_size(true);
         let model = |rows: usize| {
             format!(
                 "{{ model: {{ hidden: 16, layers: 1, heads: 2, kv_heads: 1, intermediate: 32, vocab_size: {rows} }}, steps: 1, batch_rows: 2 }}"
