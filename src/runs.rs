@@ -280,6 +280,42 @@ pub fn previous_entries(runs_dir: &Path, pipeline: &str, cached: impl Fn(&str) -
 mod tests {
     use super::*;
 
+    /// A save that fails (here the `.tmp` is a link to /dev/full: "no space left")
+    /// leaves no partial file, and the manifest saved before stays whole.
+    #[test]
+    fn a_failed_save_leaves_the_last_manifest_and_no_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = PipelineRecord {
+            name: "p".into(),
+            path: "p.yaml".into(),
+            file: None,
+            digest: "d".into(),
+            resolved: "name: p".into(),
+        };
+        let mut manifest = Manifest {
+            id: new_run_id(),
+            started: now(),
+            finished: None,
+            status: RunStatus::Running,
+            pipeline: record,
+            overrides: Vec::new(),
+            selection: Selection::default(),
+            kiln_version: "test".into(),
+            device: "cpu".into(),
+            holds: Vec::new(),
+            stages: Vec::new(),
+        };
+        manifest.save(dir.path()).unwrap();
+        let path = manifest_path(dir.path(), &manifest.id);
+        let tmp = path.with_extension("json.tmp");
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        manifest.status = RunStatus::Ok;
+        let err = manifest.save(dir.path()).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+        assert!(std::fs::symlink_metadata(&tmp).is_err(), "the .tmp is removed");
+        assert_eq!(Manifest::load(dir.path(), &manifest.id).unwrap().status, RunStatus::Running);
+    }
+
     #[test]
     fn run_ids_sort_by_time() {
         let id = new_run_id();
