@@ -63,3 +63,29 @@ impl Registry {
         &self.kinds
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kind that reads the stage seed must say so (`RANDOM`), or the seed is left out
+    /// of its key and a run with another seed gets the cached output of the old one
+    /// (code.generate and eval.code once did). Checked on the sources of each kind's
+    /// module, so a new kind is covered without a test of its own.
+    #[test]
+    fn every_kind_that_reads_the_seed_puts_it_in_its_key() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut checked = 0;
+        for kind in Registry::default().kinds() {
+            let dir = src.join(kind.kind().replace('.', "_"));
+            let files = crate::records::files_under(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            let reads_seed = files
+                .iter()
+                .filter(|f| f.extension().is_some_and(|e| e == "rs"))
+                .any(|f| std::fs::read_to_string(f).unwrap().contains("ctx.seed"));
+            assert!(!reads_seed || kind.random(), "`{}` reads ctx.seed but does not declare RANDOM", kind.kind());
+            checked += usize::from(reads_seed);
+        }
+        assert!(checked >= 8, "the seed readers were found ({checked})");
+    }
+}

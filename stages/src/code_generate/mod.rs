@@ -97,6 +97,8 @@ impl Stage for CodeGenerate {
     type Params = Params;
     const KIND: &'static str = "code.generate";
     const VERSION: u32 = 1;
+    /// Item `i` is drawn from the stage seed's stream `i`.
+    const RANDOM: bool = true;
     const ABOUT: &'static str =
         "programmatic Python function tasks in HumanEval's form, each reference verified by running its tests";
 

@@ -140,6 +140,8 @@ impl Stage for EvalCode {
     type Params = Params;
     const KIND: &'static str = "eval.code";
     const VERSION: u32 = 1;
+    /// Each sample's stream is seeded by the stage seed (sampling; greedy ignores it).
+    const RANDOM: bool = true;
     const ABOUT: &'static str =
         "run model-written code with the problems' tests in a sandbox; pass@1 per language and family";
     const USES_DEVICE: bool = true;
