@@ -75,15 +75,6 @@ impl Source {
         self.text[at..].chars().next().map_or(self.text.len(), |c| at + c.len_utf8())
     }
 
-    /// The byte offset of a 1-based line and 0-based character column.
-    pub fn offset(&self, line: usize, col: usize) -> usize {
-        let Some(&start) = self.line_starts.get(line.saturating_sub(1)) else {
-            return self.text.len();
-        };
-        let rest = &self.text[start..];
-        start + rest.char_indices().nth(col).map_or(rest.len(), |(i, _)| i)
-    }
-
     /// The text of a 1-based line, without its newline.
     pub fn line(&self, line: usize) -> &str {
         let start = self.line_starts[line - 1];
@@ -184,7 +175,7 @@ mod tests {
         let s = Source::new("f", None, "ab\nçd: x\n".into());
         let x = s.text.find('x').unwrap();
         assert_eq!(s.line_col(x), (2, 5));
-        assert_eq!(s.offset(2, 4), x);
+        assert_eq!(s.line_start(2).map(|l| l + "çd: ".len()), Some(x));
         assert_eq!(s.line(2), "çd: x");
     }
 }

@@ -348,6 +348,8 @@ pub fn run(plan: &Plan, store: &Store, selection: &Selection, reporter: &dyn Rep
         run_lock = store.run_lock(&manifest.id).map_err(|e| io("locking the run", e))?;
         save(&manifest)?;
     }
+    // `status` found these entries whole a moment ago; only the others are checked again.
+    let checked: std::collections::HashSet<Key> = manifest.holds.iter().cloned().collect();
 
     let mut metas: Vec<Option<EntryMeta>> = vec![None; plan.stages.len()];
     let mut failure = None;
@@ -371,7 +373,9 @@ pub fn run(plan: &Plan, store: &Store, selection: &Selection, reporter: &dyn Rep
                     };
                     // An entry that no longer matches its record is moved aside (outside
                     // the shared guard: moving takes it exclusively) and computed again.
-                    let cached = match cached.as_ref().and_then(|m| store.damage(m, false)) {
+                    let damage =
+                        cached.as_ref().filter(|_| !checked.contains(&key)).and_then(|m| store.damage(m, false));
+                    let cached = match damage {
                         None => cached,
                         Some(why) => {
                             let moved = store.quarantine(&key).map_err(|e| io("moving a damaged entry aside", e))?;

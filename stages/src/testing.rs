@@ -12,7 +12,7 @@ use arrow::datatypes::DataType;
 use crate::context::{NoProgress, Slot, StageContext};
 use crate::error::Result;
 use crate::schema::{TableSchema, standard};
-use crate::stage::{Artifact, InputArtifacts, KindOf, Stage, StageKind, StageReport};
+use crate::stage::{Artifact, InputArtifacts, KindOf, OutputDecl, Stage, StageKind, StageReport};
 use crate::table::{TableReader, TableWriter};
 use crate::template::{Message, Template};
 
@@ -87,18 +87,7 @@ pub fn run<S: Stage>(with: &str, inputs: Vec<(&str, Slot)>, out: &Path, seed: u6
     let kind = KindOf::<S>::new();
     let with: serde_json::Value = serde_yaml::from_str(if with.trim().is_empty() { "{}" } else { with }).unwrap();
     let configured = kind.configure(&with)?;
-    let artifacts: InputArtifacts = inputs.iter().map(|(n, s)| (n.to_string(), s.artifact.clone())).collect();
-    let outputs: BTreeMap<String, Slot> = configured
-        .outputs(&artifacts)?
-        .into_iter()
-        .map(|o| {
-            let slot = Slot { dir: out.join(o.name), artifact: o.artifact, origin: format!("test.{}", o.name) };
-            (o.name.to_string(), slot)
-        })
-        .collect();
-    let inputs: BTreeMap<String, Slot> = inputs.into_iter().map(|(n, s)| (n.to_string(), s)).collect();
-    let mut ctx = StageContext::new("test", seed, inputs, outputs, out.join("scratch"), &NoProgress);
-    configured.run(&mut ctx)
+    run_in(inputs, out, seed, |artifacts| configured.outputs(artifacts), |ctx| configured.run(ctx))
 }
 
 /// Runs `S` with `params` as given, without its parameter check: for testing what the
@@ -109,8 +98,19 @@ pub fn run_unchecked<S: Stage>(
     out: &Path,
     seed: u64,
 ) -> Result<StageReport> {
+    run_in(inputs, out, seed, |artifacts| S::outputs(params, artifacts), |ctx| S::run(params, ctx))
+}
+
+/// A test context for `inputs` with the declared outputs under `out`, and a run in it.
+fn run_in(
+    inputs: Vec<(&str, Slot)>,
+    out: &Path,
+    seed: u64,
+    outputs: impl FnOnce(&InputArtifacts) -> Result<Vec<OutputDecl>>,
+    run: impl FnOnce(&mut StageContext) -> Result<StageReport>,
+) -> Result<StageReport> {
     let artifacts: InputArtifacts = inputs.iter().map(|(n, s)| (n.to_string(), s.artifact.clone())).collect();
-    let outputs: BTreeMap<String, Slot> = S::outputs(params, &artifacts)?
+    let outputs: BTreeMap<String, Slot> = outputs(&artifacts)?
         .into_iter()
         .map(|o| {
             let slot = Slot { dir: out.join(o.name), artifact: o.artifact, origin: format!("test.{}", o.name) };
@@ -119,7 +119,7 @@ pub fn run_unchecked<S: Stage>(
         .collect();
     let inputs: BTreeMap<String, Slot> = inputs.into_iter().map(|(n, s)| (n.to_string(), s)).collect();
     let mut ctx = StageContext::new("test", seed, inputs, outputs, out.join("scratch"), &NoProgress);
-    S::run(params, &mut ctx)
+    run(&mut ctx)
 }
 
 /// The batches of an output table.

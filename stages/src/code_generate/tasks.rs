@@ -24,6 +24,20 @@ pub struct Task {
     pub cases: Vec<(Py, Py)>,
 }
 
+impl Task {
+    /// A task of one family from its template's docstring, body line and return type.
+    fn new(
+        family: &'static str,
+        name: String,
+        arg: String,
+        arg_type: &'static str,
+        (doc, body, returns): (String, String, &'static str),
+        cases: Vec<(Py, Py)>,
+    ) -> Task {
+        Task { family, name, arg, arg_type, returns, doc, body: format!("    {body}\n"), cases }
+    }
+}
+
 pub const FAMILIES: [&str; 5] = ["string", "list", "number", "dict", "composition"];
 
 fn pick<'a, T>(rng: &mut ChaCha8Rng, items: &'a [T]) -> &'a T {
@@ -161,16 +175,8 @@ fn string_task(rng: &mut ChaCha8Rng) -> Task {
         }
     };
     let cases = inputs.iter().map(|s| (Py::Str(s.clone()), eval(s))).collect();
-    Task {
-        family: "string",
-        name: pick(rng, names).to_string(),
-        arg,
-        arg_type: "str",
-        returns,
-        doc,
-        body: format!("    {body}\n"),
-        cases,
-    }
+    let name = pick(rng, names).to_string();
+    Task::new("string", name, arg, "str", (doc, body, returns), cases)
 }
 
 fn list_task(rng: &mut ChaCha8Rng) -> Task {
@@ -234,16 +240,8 @@ fn list_task(rng: &mut ChaCha8Rng) -> Task {
         }
     };
     let cases = inputs.iter().map(|xs| (Py::ints(xs), eval(xs))).collect();
-    Task {
-        family: "list",
-        name: pick(rng, names).to_string(),
-        arg,
-        arg_type: "list[int]",
-        returns,
-        doc,
-        body: format!("    {body}\n"),
-        cases,
-    }
+    let name = pick(rng, names).to_string();
+    Task::new("list", name, arg, "list[int]", (doc, body, returns), cases)
 }
 
 fn number_task(rng: &mut ChaCha8Rng) -> Task {
@@ -294,16 +292,8 @@ fn number_task(rng: &mut ChaCha8Rng) -> Task {
         }
     };
     let cases = inputs.iter().map(|&n| (Py::Int(n), eval(n))).collect();
-    Task {
-        family: "number",
-        name: pick(rng, names).to_string(),
-        arg,
-        arg_type: "int",
-        returns,
-        doc,
-        body: format!("    {body}\n"),
-        cases,
-    }
+    let name = pick(rng, names).to_string();
+    Task::new("number", name, arg, "int", (doc, body, returns), cases)
 }
 
 fn dict_task(rng: &mut ChaCha8Rng) -> Task {
@@ -351,16 +341,8 @@ fn dict_task(rng: &mut ChaCha8Rng) -> Task {
         }
     };
     let cases = inputs.iter().map(|d| (py_dict(d), eval(d))).collect();
-    Task {
-        family: "dict",
-        name: pick(rng, names).to_string(),
-        arg,
-        arg_type: "dict[str, int]",
-        returns,
-        doc,
-        body: format!("    {body}\n"),
-        cases,
-    }
+    let name = pick(rng, names).to_string();
+    Task::new("dict", name, arg, "dict[str, int]", (doc, body, returns), cases)
 }
 
 /// A filter, a map and a reduction over a list, each phrased and coded in parts.
@@ -423,14 +405,5 @@ fn composition_task(rng: &mut ChaCha8Rng) -> Task {
         }
     };
     let cases = inputs.iter().map(|xs| (Py::ints(xs), eval(xs))).collect();
-    Task {
-        family: "composition",
-        name: name.to_string(),
-        arg,
-        arg_type: "list[int]",
-        returns,
-        doc,
-        body: format!("    {body}\n"),
-        cases,
-    }
+    Task::new("composition", name.to_string(), arg, "list[int]", (doc, body, returns), cases)
 }
